@@ -1,0 +1,242 @@
+"""Generalised prediction errors, precisions and the Laplace free energy (SPEC sections 2-3).
+
+Generalised predictions use the chain rule under local linearity,
+``g~ = [g, g_x x' + g_v v', g_x x'' + g_v v'', ...]`` (likewise ``f~``), and the errors are
+``eps_v~ = v~^(i-1) - g~^(i)`` (with ``v^(0) = y`` and the top causes compared with their prior
+``eta~``) and ``eps_x~ = D x~ - f~``. The Gibbs energy is
+
+    L(mu~) = 1/2 eps~' Pi~ eps~ - 1/2 ln|Pi~|,     Pi~ = kron(R(n, s), Pi),
+
+and the Laplace free energy ``F = L + 1/2 ln|H|`` with ``H`` the (Gauss-Newton) curvature.
+
+Everything here acts on one time bin. States ``x~`` are ``(n, n_x)`` arrays, causes ``v~``
+``(d, n_v)`` arrays (orders ``d..n-1`` are zero), data ``y~`` ``(n, n_y)`` and the top prior
+``eta~`` ``(d, n_top)``. The flat vector of expectations is ``u = [x~.ravel(), v~.ravel()]``
+and of exogenous inputs ``w = [y~.ravel(), eta~.ravel()]``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .gencoords import temporal_precision
+from .hdm import HDM, stack_levels
+
+__all__ = ["Errors", "Curvature", "generalised_errors", "precisions", "laplace_terms",
+           "gibbs_energy", "split_u", "split_w"]
+
+
+class Errors(NamedTuple):
+    """Generalised prediction errors of one time bin.
+
+    Attributes
+    ----------
+    ev : (n, n_y + n_v) errors on the data and causes (``eps_v~``).
+    ex : (n, n_x) errors on the motion of hidden states (``eps_x~``).
+    gv : (n_y + n_v,) zeroth-order predictions of data and causes (``g`` of every level,
+        then ``eta`` for the top causes).
+    """
+
+    ev: jax.Array
+    ex: jax.Array
+    gv: jax.Array
+
+
+def split_u(model: HDM, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Flat expectations ``u`` -> ``(x~ (n, n_x), v~ (d, n_v))``."""
+    nxu = model.n * model.n_x
+    return u[:nxu].reshape(model.n, model.n_x), u[nxu:].reshape(model.d, model.n_v)
+
+
+def split_w(model: HDM, w: jax.Array, n_y: int) -> tuple[jax.Array, jax.Array]:
+    """Flat inputs ``w`` -> ``(y~ (n, n_y), eta~ (d, n_top))``."""
+    nyw = model.n * n_y
+    return w[:nyw].reshape(model.n, n_y), w[nyw:].reshape(model.d, model.n_top)
+
+
+def _pad_orders(a: jax.Array, n: int) -> jax.Array:
+    return jnp.concatenate([a, jnp.zeros((n - a.shape[0],) + a.shape[1:], a.dtype)], axis=0)
+
+
+def _generalised(fn, theta, x, v, xs, vs):
+    """``[fn(x*, v*) + lin(x0 - x*, v0 - v*), lin(x1, v1), ...]`` linearised at ``(xs, vs)``."""
+    val, lin = jax.linearize(lambda a, b: jnp.asarray(fn(a, b, theta), dtype=x.dtype), xs, vs)
+    dx = x.at[0].add(-xs)
+    dv = v.at[0].add(-vs)
+    out = jax.vmap(lin)(dx, dv)
+    return out.at[0].add(val)
+
+
+def generalised_errors(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
+                       expansion: jax.Array | None = None) -> Errors:
+    """Generalised prediction errors, affine in ``(u, w)`` about an expansion point.
+
+    Parameters
+    ----------
+    model : HDM
+        A validated model.
+    u, w : flat expectations and inputs (see the module docstring).
+    n_y : int
+        Number of data channels.
+    expansion : flat ``u`` at which ``f`` and ``g`` are linearised (default ``u``). With the
+        default the errors are exact at ``u``; holding it fixed makes them affine in ``u``, so
+        that ``jax.jacfwd`` gives the local-linearity Jacobian ``J = dE/du`` (SPEC 3).
+    """
+    n = model.n
+    xt, vt = split_u(model, u)
+    yt, et = split_w(model, w, n_y)
+    xe, ve = split_u(model, u if expansion is None else expansion)
+    vt_full = _pad_orders(vt, n)
+    sx, sv = stack_levels(model.levels)
+    preds, targets, fx = [], [], []
+    for i, lv in enumerate(model.levels):
+        x_i, v_i = xt[:, sx[i]], vt_full[:, sv[i]]
+        preds.append(_generalised(lv.g, lv.theta, x_i, v_i, xe[0, sx[i]], ve[0, sv[i]]))
+        if lv.n_x:
+            fx.append(_generalised(lv.f, lv.theta, x_i, v_i, xe[0, sx[i]], ve[0, sv[i]]))
+        targets.append(yt if i == 0 else vt_full[:, sv[i - 1]])
+    # the top causes are predicted by their prior
+    top = vt_full[:, sv[-1]]
+    preds.append(_pad_orders(et, n))
+    targets.append(top)
+    g_all = jnp.concatenate(preds, axis=1)
+    ev = jnp.concatenate(targets, axis=1) - g_all
+    if model.n_x:
+        f_all = jnp.concatenate(fx, axis=1)
+        Dx = jnp.concatenate([xt[1:], jnp.zeros_like(xt[:1])], axis=0)
+        ex = Dx - f_all
+    else:
+        ex = jnp.zeros((n, 0), u.dtype)
+    return Errors(ev=ev, ex=ex, gv=g_all[0])
+
+
+def precisions(model: HDM, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Log-precisions of the data/cause errors and of the state errors at expectations ``u``.
+
+    State-dependent log-precisions (``Level.log_pi_z_fn``) are evaluated at the zeroth order
+    of that level's states and causes.
+    """
+    xt, vt = split_u(model, u)
+    sx, sv = stack_levels(model.levels)
+    lz = []
+    for i, lv in enumerate(model.levels):
+        if lv.log_pi_z_fn is None:
+            lz.append(jnp.asarray(lv.log_pi_z, dtype=u.dtype))
+        else:
+            lz.append(jnp.asarray(lv.log_pi_z_fn(xt[0, sx[i]], vt[0, sv[i]], lv.theta), u.dtype))
+    lz.append(jnp.asarray(model.log_pi_eta, dtype=u.dtype))
+    lw = [jnp.asarray(lv.log_pi_w, dtype=u.dtype) for lv in model.levels]
+    return jnp.concatenate(lz), jnp.concatenate(lw) if lw else jnp.zeros(0)
+
+
+def state_dependent(model: HDM) -> bool:
+    """Whether any precision depends on the expectations."""
+    return any(lv.log_pi_z_fn is not None for lv in model.levels)
+
+
+def _weigh(R, log_p, e):
+    """``kron(R, diag(exp(log_p))) @ e.ravel()`` for an order-major ``(n, k)`` array ``e``."""
+    return (R @ e) * jnp.exp(log_p)[None, :]
+
+
+def _zero_top_order(ex: jax.Array) -> jax.Array:
+    return ex.at[-1].set(0.0)
+
+
+class Curvature(NamedTuple):
+    """Everything the recognition dynamics need at one time bin.
+
+    Attributes
+    ----------
+    errors : the exact errors at ``u``.
+    grad : dL/du (SPM convention: the top order of state motion is zeroed in the error).
+    H : Jacobian of ``grad`` with respect to ``u`` (Gauss-Newton ``J' Pi J`` for constant
+        precision, plus the precision terms when precision depends on the states).
+    K : Jacobian of ``grad`` with respect to the inputs ``w`` (coupling to data and prior).
+    H_gn : Gauss-Newton curvature ``J' Pi J`` (conditional precision of ``u``).
+    L : Gibbs energy ``1/2 E' Pi E - 1/2 ln|Pi|`` (full errors, no constants).
+    log_pi_v, log_pi_x : log-precisions in force.
+    """
+
+    errors: Errors
+    grad: jax.Array
+    H: jax.Array
+    K: jax.Array
+    H_gn: jax.Array
+    L: jax.Array
+    log_pi_v: jax.Array
+    log_pi_x: jax.Array
+
+
+def gibbs_energy(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
+                 zero_top_order: bool = False) -> jax.Array:
+    """Gibbs energy ``L = 1/2 eps~' Pi~ eps~ - 1/2 ln|Pi~|`` (without the ``2 pi`` constant).
+
+    Parameters
+    ----------
+    zero_top_order : bool
+        Zero the error on the highest order of state motion (SPM's convention in the
+        recognition dynamics).
+    """
+    R = temporal_precision(model.n, model.s)
+    err = generalised_errors(model, u, w, n_y)
+    lv, lx = precisions(model, u)
+    ex = _zero_top_order(err.ex) if zero_top_order else err.ex
+    quad = jnp.sum(err.ev * _weigh(R, lv, err.ev)) + jnp.sum(ex * _weigh(R, lx, ex))
+    logdet = (lv.size + lx.size) * jnp.linalg.slogdet(R)[1] + model.n * (jnp.sum(lv) + jnp.sum(lx))
+    return 0.5 * quad - 0.5 * logdet
+
+
+def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int) -> Curvature:
+    """Gradient, curvature and couplings of the Gibbs energy at ``u`` (one time bin).
+
+    The errors are linearised about ``u`` (local linearity, SPEC 3): ``J = dE/du`` holds the
+    Jacobians of ``f`` and ``g`` at the zeroth order, Kronecker-expanded over orders.
+    """
+    R = temporal_precision(model.n, model.s)
+    def e_lin(uu, ww):
+        err = generalised_errors(model, uu, ww, n_y, expansion=u)
+        return jnp.concatenate([err.ev.ravel(), err.ex.ravel()])
+
+    err = generalised_errors(model, u, w, n_y)
+    Ju, Jw = jax.jacfwd(e_lin, argnums=(0, 1))(u, w)
+    lv, lx = precisions(model, u)
+    nev = err.ev.size
+    shape_v, shape_x = err.ev.shape, err.ex.shape
+
+    def weigh(E, log_v, log_x):
+        """Pi~ applied to a flat error vector (or to each column of a matrix)."""
+        def one(e):
+            a = _weigh(R, log_v, e[:nev].reshape(shape_v)).ravel()
+            b = _weigh(R, log_x, e[nev:].reshape(shape_x)).ravel()
+            return jnp.concatenate([a, b])
+        return one(E) if E.ndim == 1 else jax.vmap(one, in_axes=1, out_axes=1)(E)
+
+    E = jnp.concatenate([err.ev.ravel(), err.ex.ravel()])
+    Ez = jnp.concatenate([err.ev.ravel(), _zero_top_order(err.ex).ravel()])
+    PiJ = weigh(Ju, lv, lx)
+    H_gn = Ju.T @ PiJ
+    L = 0.5 * E @ weigh(E, lv, lx) - 0.5 * (
+        (lv.size + lx.size) * jnp.linalg.slogdet(R)[1] + model.n * (jnp.sum(lv) + jnp.sum(lx)))
+    if not state_dependent(model):
+        grad = PiJ.T @ Ez
+        K = PiJ.T @ Jw
+        return Curvature(err, grad, H_gn, K, H_gn, L, lv, lx)
+
+    def grad_fn(uu, ww):
+        ez = Ez + Ju @ (uu - u) + Jw @ (ww - w)
+
+        def l_pi(up, e):
+            pv, px = precisions(model, up)
+            logdet = model.n * (jnp.sum(pv) + jnp.sum(px))
+            return 0.5 * e @ weigh(e, pv, px) - 0.5 * logdet
+
+        pv, px = precisions(model, uu)
+        return Ju.T @ weigh(ez, pv, px) + jax.grad(l_pi)(uu, ez)
+
+    grad = grad_fn(u, w)
+    H, K = jax.jacfwd(grad_fn, argnums=(0, 1))(u, w)
+    return Curvature(err, grad, H, K, H_gn, L, lv, lx)

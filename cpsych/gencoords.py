@@ -1,0 +1,208 @@
+"""Generalised coordinates of motion.
+
+A variable ``x`` of dimension ``k`` is carried with its temporal derivatives up to order
+``n - 1``, stacked order-major as an ``(n, k)`` array ``x~ = [x, x', ..., x^(n-1)]``
+(SPEC section 1). This module holds the operators that act on such arrays: the derivative
+(shift) operator ``D``, the temporal precision ``R(n, s)`` of smooth fluctuations, the Taylor
+embedding of sampled series and the generation of smooth noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+__all__ = [
+    "shift_matrix",
+    "derivative_operator",
+    "temporal_covariance",
+    "temporal_precision",
+    "embedding_operator",
+    "embed",
+    "embed_series",
+    "smooth_noise",
+    "S_ZERO",
+]
+
+#: Smoothness used in place of ``s = 0`` (white fluctuations), as in the SPEC.
+S_ZERO = math.exp(-8.0)
+
+
+def shift_matrix(n: int, k: int = 1) -> np.ndarray:
+    """``n x n`` matrix with ones on the ``k``-th super-diagonal (``k < 0``: sub-diagonal)."""
+    return np.eye(n, k=k)
+
+
+def derivative_operator(n: int, k: int) -> np.ndarray:
+    """Derivative operator ``D = kron(S_n, I_k)`` on order-major generalised vectors.
+
+    ``D @ x~.ravel()`` shifts ``x~`` up by one order and sets the last order to zero.
+    """
+    return np.kron(shift_matrix(n), np.eye(k))
+
+
+def temporal_covariance(n: int, s: ArrayLike) -> jax.Array:
+    """Covariance ``V`` of ``n`` generalised coordinates of a smooth Gaussian process.
+
+    With autocorrelation ``rho(t) = exp(-t**2 / (4 s**2))``,
+    ``V[i, j] = (-1)**i * rho^(i+j)(0)``; the odd derivatives of ``rho`` vanish at zero and
+    ``rho^(2k)(0) = prod_{j<=k} (1 - 2j) / (2 s**2)**k``.
+
+    Parameters
+    ----------
+    n : int
+        Number of generalised coordinates (orders ``0..n-1``), ``n >= 1``.
+    s : float
+        Smoothness: standard deviation of the Gaussian kernel in time bins. ``s = 0`` is
+        replaced by :data:`S_ZERO`.
+    """
+    if n < 1:
+        raise ValueError(f"n: number of generalised coordinates must be >= 1, got {n}")
+    s = jnp.asarray(s, dtype=float)
+    s = jnp.where(s == 0, S_ZERO, s)
+    # r[m] = rho^(m)(0) for m = 0..2n-2; odd entries are zero.
+    m = np.arange(2 * n - 1)
+    k = m // 2
+    # prod_{j=0..k} (1 - 2j) = (-1)^k (2k-1)!!
+    dfact = np.array([np.prod(np.arange(1, 2 * kk, 2), dtype=float) for kk in k])
+    coeff = np.where(m % 2 == 0, (-1.0) ** k * dfact, 0.0)
+    r = coeff * (2.0 * s**2) ** (-jnp.asarray(k, dtype=float))
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    return ((-1.0) ** i) * r[i + j]
+
+
+def temporal_precision(n: int, s: ArrayLike) -> jax.Array:
+    """Temporal precision ``R = inv(V)`` of ``n`` generalised coordinates (SPEC section 1).
+
+    A level with channel precisions ``Pi`` has generalised precision ``kron(R, Pi)``.
+
+    Parameters
+    ----------
+    n : int
+        Number of generalised coordinates (SPM's ``E.n + 1``).
+    s : float
+        Smoothness in time bins (``0`` means :data:`S_ZERO`).
+
+    Returns
+    -------
+    jax.Array
+        ``(n, n)`` symmetric positive-definite matrix.
+    """
+    return jnp.linalg.inv(temporal_covariance(n, s))
+
+
+def embedding_operator(n: int, t: float, dt: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Sample indices and Taylor operator that embed a series at 0-based sample ``t``.
+
+    The window holds ``n`` consecutive samples centred on ``t``; its offsets ``tau_i`` to
+    ``t`` give the Taylor matrix ``T[i, j] = (tau_i dt)**j / j!`` and the operator is
+    ``E = inv(T)``. Near the ends of a series the window is not moved: only the indices are
+    clamped by the caller (edge samples repeated), the offsets stay those of the centred
+    window.
+
+    Returns
+    -------
+    idx : ndarray of int, shape (n,)
+        Unclamped 0-based sample indices of the window.
+    E : ndarray, shape (n, n)
+        ``E[j, i]`` weights sample ``idx[i]`` in the ``j``-th derivative.
+    """
+    if n < 1:
+        raise ValueError(f"n: embedding order must be >= 1, got {n}")
+    one_based = t + 1.0
+    first = int(np.fix(one_based - (n + 1) / 2.0)) + 1  # 1-based index of the first sample
+    idx1 = np.arange(n) + first
+    tau = (idx1 - one_based) * dt
+    j = np.arange(n)
+    fact = np.array([math.factorial(int(q)) for q in j], dtype=float)
+    T = tau[:, None] ** j[None, :] / fact[None, :]
+    return idx1 - 1, np.linalg.inv(T)
+
+
+def embed(
+    y: ArrayLike, n: int, t: float, dt: float = 1.0, delays: ArrayLike | None = None
+) -> jax.Array:
+    """Generalised (Taylor) embedding of a sampled series at one time.
+
+    Parameters
+    ----------
+    y : array, shape (k, T)
+        Series of ``k`` channels sampled every ``dt``.
+    n : int
+        Number of generalised coordinates to return.
+    t : float
+        0-based sample index (fractional allowed).
+    dt : float
+        Sampling interval; derivatives are per unit time.
+    delays : array of shape (k,), optional
+        Per-channel delays in samples: channel ``c`` is embedded at ``t - delays[c]``.
+
+    Returns
+    -------
+    jax.Array, shape (n, k)
+        Row ``j`` is the ``j``-th temporal derivative of every channel.
+    """
+    y = jnp.asarray(y)
+    if y.ndim != 2:
+        raise ValueError(f"y: expected a (channels, time) array, got shape {y.shape}")
+    k, T = y.shape
+    if delays is None:
+        delays = np.zeros(k)
+    delays = np.asarray(delays, dtype=float)
+    if delays.shape != (k,):
+        raise ValueError(f"delays: expected shape ({k},), got {delays.shape}")
+    cols = []
+    for c in range(k):
+        idx, E = embedding_operator(n, float(t) - delays[c], dt)
+        idx = np.clip(idx, 0, T - 1)
+        cols.append(jnp.asarray(E) @ y[c, idx])
+    return jnp.stack(cols, axis=1)
+
+
+def embed_series(y: ArrayLike, n: int, dt: float = 1.0) -> jax.Array:
+    """Embed every sample of a series: returns ``(T, n, k)`` generalised data.
+
+    Equivalent to ``embed(y, n, t, dt)`` for ``t = 0..T-1`` but done as one gather and one
+    matrix product (the Taylor operator is the same at every integer sample).
+    """
+    y = jnp.asarray(y)
+    k, T = y.shape
+    idx0, E = embedding_operator(n, 0.0, dt)
+    offsets = idx0  # indices relative to t = 0
+    idx = np.clip(np.arange(T)[:, None] + offsets[None, :], 0, T - 1)  # (T, n)
+    window = y[:, idx]  # (k, T, n)
+    return jnp.einsum("ji,kti->tjk", jnp.asarray(E), window)
+
+
+def smooth_noise(key: jax.Array, shape: tuple[int, int], s: float, log_precision: ArrayLike = 0.0):
+    """Smooth Gaussian noise with autocorrelation ``exp(-t**2 / (4 s**2))``.
+
+    White noise is convolved with a Gaussian kernel of standard deviation ``s`` (bins),
+    normalised so each sample has variance ``exp(-log_precision)``.
+
+    Parameters
+    ----------
+    key : jax.Array
+        PRNG key.
+    shape : (k, T)
+        Channels and time bins.
+    s : float
+        Smoothness in bins (``0`` gives white noise).
+    log_precision : float or array of shape (k,)
+        Log-precision of each channel.
+    """
+    k, T = shape
+    sd = jnp.exp(-0.5 * jnp.asarray(log_precision, dtype=float)) * jnp.ones(k)
+    if s <= 0:
+        return sd[:, None] * jax.random.normal(key, (k, T))
+    half = int(np.ceil(4 * s)) + 1
+    lags = np.arange(-half, half + 1)
+    kern = np.exp(-(lags**2) / (2.0 * s**2))
+    kern = kern / np.sqrt(np.sum(kern**2))
+    white = jax.random.normal(key, (k, T + 2 * half))
+    smooth = jax.vmap(lambda w: jnp.convolve(w, jnp.asarray(kern), mode="valid"))(white)
+    return sd[:, None] * smooth

@@ -1,0 +1,19 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+
+def load_csv(*parts: str) -> np.ndarray:
+    return np.loadtxt(DATA.joinpath(*parts), delimiter=",", ndmin=2)
+
+
+@pytest.fixture(scope="session")
+def conv_ref():
+    """SPM's reference outputs for the convolution model (tests/data/convolution)."""
+    names = ["Y", "U", "pU_x1", "pU_z1", "pU_w1", "model_A_f", "model_B_h", "model_C_g"]
+    for pre in ("DEM", "LAP"):
+        names += [f"{pre}_qU_{k}" for k in ("x1", "v1", "v2", "z1", "z2", "w1", "S", "C")]
+    return {k: load_csv("convolution", f"{k}.csv") for k in names}
