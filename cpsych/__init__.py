@@ -17,6 +17,7 @@ import jax
 if os.environ.get("CPSYCH_NO_X64", "") != "1":
     jax.config.update("jax_enable_x64", True)
 
+from .active import Process, simulate  # noqa: E402
 from .gencoords import (  # noqa: E402
     derivative_operator,
     embed,
@@ -33,6 +34,7 @@ from .version import __version__  # noqa: E402
 
 __all__ = [
     "HDM",
+    "Process",
     "Level",
     "__version__",
     "derivative_operator",
@@ -42,6 +44,7 @@ __all__ = [
     "invert",
     "load",
     "save",
+    "simulate",
     "smooth_noise",
     "temporal_covariance",
     "temporal_precision",

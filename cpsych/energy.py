@@ -159,6 +159,7 @@ class Curvature(NamedTuple):
     H_gn : Gauss-Newton curvature ``J' Pi J`` (conditional precision of ``u``).
     L : Gibbs energy ``1/2 E' Pi E - 1/2 ln|Pi|`` (full errors, no constants).
     log_pi_v, log_pi_x : log-precisions in force.
+    J : ``dE/du``, rows ordered as ``[ev.ravel(), ex.ravel()]``.
     """
 
     errors: Errors
@@ -169,6 +170,7 @@ class Curvature(NamedTuple):
     L: jax.Array
     log_pi_v: jax.Array
     log_pi_x: jax.Array
+    J: jax.Array
 
 
 def gibbs_energy(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
@@ -224,7 +226,7 @@ def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int) -> Curvature
     if not state_dependent(model):
         grad = PiJ.T @ Ez
         K = PiJ.T @ Jw
-        return Curvature(err, grad, H_gn, K, H_gn, L, lv, lx)
+        return Curvature(err, grad, H_gn, K, H_gn, L, lv, lx, Ju)
 
     def grad_fn(uu, ww):
         ez = Ez + Ju @ (uu - u) + Jw @ (ww - w)
@@ -239,4 +241,4 @@ def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int) -> Curvature
 
     grad = grad_fn(u, w)
     H, K = jax.jacfwd(grad_fn, argnums=(0, 1))(u, w)
-    return Curvature(err, grad, H, K, H_gn, L, lv, lx)
+    return Curvature(err, grad, H, K, H_gn, L, lv, lx, Ju)

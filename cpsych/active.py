@@ -1,0 +1,401 @@
+"""Active inference: an agent (an HDM) acting on a separate generative process (SPEC 4).
+
+The world::
+
+    y = g_G(x, v, a) + z,      dx/dt = f_G(x, v, a) + w
+
+is never seen by the agent except through ``y``. Its recognition dynamics are generalised
+filtering (:mod:`cpsych.filtering`) and its action descends free energy through the sensory
+prediction errors it can change::
+
+    da/dt = -kappa_a [ (dy~/da)' Pi_a eps_y~ + exp(log_pi_a) a ]
+
+with ``Pi_a = kron(R, diag(exp(log_pi_y) * action_mask))`` (the agent's sensory precision in
+force, gated channel by channel by the action mask) and a weak prior pulling action to zero.
+``dy~/da`` is the reflex arc: the direct effect ``g_a`` on the zeroth order plus the effect on
+every higher order through the process states, ``g_x f_x^(i-1) f_a``.
+
+Process states, the agent's expectations and action are integrated jointly, one
+local-linearisation step per time bin, with the exogenous inputs (the process's causes and
+noise, the agent's priors) folded in exactly through their generalised motion
+(:func:`~cpsych.linearisation.phi_step`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from .energy import laplace_terms, split_u
+from .filtering import conditional_covariance, init as filter_init, shift_operator
+from .gencoords import embed_series, smooth_noise, temporal_precision
+from .hdm import HDM, _as_vector, check_finite
+from .linearisation import phi_step
+from .results import check_finite_result, clean_attrs, time_coord
+from .version import __version__
+
+__all__ = ["Process", "ActiveOutput", "simulate", "simulate_core", "check_inputs"]
+
+ProcessFn = Callable[[jax.Array, jax.Array, jax.Array, Any], jax.Array]
+
+
+def _static(**kw):
+    return dataclasses.field(metadata={"static": True}, **kw)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Process:
+    """The generative process (the world) on which an agent acts.
+
+    Parameters
+    ----------
+    f : callable ``f(x, v, a, theta) -> (n_x,)``
+        Equations of motion of the world's states.
+    g : callable ``g(x, v, a, theta) -> (n_y,)``
+        Sensory samples.
+    n_x, n_v, n_a : int
+        Numbers of states, exogenous causes and action variables.
+    theta : pytree
+        Parameters of ``f`` and ``g``.
+    log_pi_z, log_pi_w : float or array
+        Log-precisions of the sensory and state noise (typically 16: nearly deterministic).
+    x0 : array
+        Initial states.
+    x_names, v_names, a_names, y_names : names for the results.
+    """
+
+    f: ProcessFn = _static()
+    g: ProcessFn = _static()
+    n_x: int = _static(default=1)
+    n_v: int = _static(default=0)
+    n_a: int = _static(default=1)
+    theta: Any = None
+    log_pi_z: Any = 16.0
+    log_pi_w: Any = 16.0
+    x0: Any = None
+    x_names: tuple[str, ...] | None = _static(default=None)
+    v_names: tuple[str, ...] | None = _static(default=None)
+    a_names: tuple[str, ...] | None = _static(default=None)
+    y_names: tuple[str, ...] | None = _static(default=None)
+
+    @property
+    def n_y(self) -> int:
+        """Number of sensory channels."""
+        return int(self._shape(self.g).shape[0])
+
+    def _shape(self, fn):
+        sd = [jax.ShapeDtypeStruct((k,), jnp.float64) for k in (self.n_x, self.n_v, self.n_a)]
+        return jax.eval_shape(lambda x, v, a: jnp.asarray(fn(x, v, a, self.theta)), *sd)
+
+    def validate(self) -> Process:
+        """Check sizes and precisions; raise ``ValueError`` naming the field."""
+        where = "process"
+        if self.n_x < 1 or self.n_a < 1 or self.n_v < 0:
+            raise ValueError(f"{where}: fields 'n_x' and 'n_a' must be >= 1 and 'n_v' >= 0")
+        for name, fn in (("f", self.f), ("g", self.g)):
+            try:
+                out = self._shape(fn)
+            except Exception as err:  # noqa: BLE001
+                raise ValueError(f"{where}: field '{name}' failed on x ({self.n_x},), "
+                                 f"v ({self.n_v},), a ({self.n_a},): {err}") from err
+            if out.ndim != 1 or (name == "f" and out.shape != (self.n_x,)):
+                raise ValueError(f"{where}: field '{name}' returns shape {out.shape}, expected "
+                                 + ("(n_x,)" if name == "f" else "a vector"))
+        n_y = self.n_y
+        x0 = _as_vector(0.0 if self.x0 is None else self.x0, self.n_x, where, "x0")
+        lz = _as_vector(self.log_pi_z, n_y, where, "log_pi_z")
+        lw = _as_vector(self.log_pi_w, self.n_x, where, "log_pi_w")
+        for name, val in (("x0", x0), ("log_pi_z", lz), ("log_pi_w", lw)):
+            check_finite(val, where, name)
+        return dataclasses.replace(self, x0=x0, log_pi_z=lz, log_pi_w=lw)
+
+    def names(self) -> tuple[list[str], list[str], list[str], list[str]]:
+        return (list(self.x_names or [f"x{k + 1}" for k in range(self.n_x)]),
+                list(self.v_names or [f"v{k + 1}" for k in range(self.n_v)]),
+                list(self.a_names or [f"a{k + 1}" for k in range(self.n_a)]),
+                list(self.y_names or [f"y{k + 1}" for k in range(self.n_y)]))
+
+
+class ActiveOutput(NamedTuple):
+    """Per-bin outputs of an active-inference simulation (stacked over time)."""
+
+    x_process: jax.Array  # (n_xG,) true states
+    v_process: jax.Array  # (n_vG,) true causes
+    y: jax.Array  # (n_y,) sensory samples
+    a: jax.Array  # (n_a,) action
+    x: jax.Array  # (n_x,) agent's expectations of states
+    v: jax.Array  # (n_v,)
+    x_var: jax.Array
+    v_var: jax.Array
+    pred: jax.Array  # (n_y + n_v,)
+    ev: jax.Array  # (n_y + n_v,)
+    ex: jax.Array  # (n_x,)
+    log_pi_v: jax.Array  # (n_y + n_v,) log-precisions in force
+    F: jax.Array
+
+
+def _sensations(process: Process, n: int, xg: jax.Array, a: jax.Array, e: jax.Array):
+    """Generalised sensations ``y~ (n, n_y)`` and the process flow at order 0.
+
+    ``e`` is the generalised exogenous input ``(n, n_vG + n_y + n_xG)``: causes, sensory noise,
+    state noise. Higher orders of the states follow the chain rule under local linearity,
+    ``x^(k+1) = f_x x^(k) + f_v v^(k) + w^(k)``, with action's own motion taken as zero.
+    """
+    nv, ny = process.n_v, process.n_y
+    v, z, w = e[:, :nv], e[:, nv:nv + ny], e[:, nv + ny:]
+    th = process.theta
+    f0, f_lin = jax.linearize(lambda x_, v_: jnp.asarray(process.f(x_, v_, a, th), xg.dtype),
+                              xg, v[0])
+    g0, g_lin = jax.linearize(lambda x_, v_: jnp.asarray(process.g(x_, v_, a, th), xg.dtype),
+                              xg, v[0])
+    xs = [jnp.zeros_like(xg), f0 + w[0]]  # orders 0 (as displacement) and 1
+    for k in range(1, n - 1):
+        xs.append(f_lin(xs[k], v[k]) + w[k])
+    ys = [g0 + z[0]] + [g_lin(xs[k], v[k]) + z[k] for k in range(1, n)]
+    return jnp.stack(ys), f0 + w[0]
+
+
+def simulate_core(process: Process, model: HDM, e_gen: jax.Array, eta_gen: jax.Array,
+                  action_mask: jax.Array, kappa_a: float | jax.Array,
+                  log_pi_a: float | jax.Array) -> ActiveOutput:
+    """Jointly integrate process, recognition and action over ``lax.scan`` (jit-able, vmap-able).
+
+    Parameters
+    ----------
+    e_gen : (T, n, n_vG + n_y + n_xG) generalised exogenous inputs of the process.
+    eta_gen : (T, d, n_top) generalised prior expectations of the agent's top causes.
+    action_mask : (n_y,) non-negative gates on the sensory channels action may use.
+    """
+    n, d = model.n, model.d
+    n_y = process.n_y
+    nxg, na = process.n_x, process.n_a
+    Du = shift_operator(model)
+    nu = Du.shape[0]
+    R = temporal_precision(n, model.s)
+    ne = e_gen.shape[2]
+    n_top = model.n_top
+
+    def flows(xg, u, a, e, eta):
+        Y, qx = _sensations(process, n, xg, a, e)
+        w_agent = jnp.concatenate([Y.ravel(), eta.ravel()])
+        c = laplace_terms(model, u, w_agent, n_y)
+        eps_y = c.errors.ev[:, :n_y]
+        pa = jnp.exp(c.log_pi_v[:n_y]) * action_mask
+        return Y, qx, c, eps_y, pa
+
+    def body(carry, inputs):
+        xg, u, a = carry
+        e, eta = inputs
+        Y, qx, c, eps_y, pa = flows(xg, u, a, e, eta)
+
+        def sens(xg_, a_, e_):
+            return _sensations(process, n, xg_, a_, e_)[0].ravel()
+
+        dY_dx, dY_da, dY_de = jax.jacfwd(sens, argnums=(0, 1, 2))(xg, a, e)
+        dY_de = dY_de.reshape(n * n_y, n * ne)
+
+        def qx_fn(xg_, a_, e_):
+            return _sensations(process, n, xg_, a_, e_)[1]
+
+        fx, fa, fe = jax.jacfwd(qx_fn, argnums=(0, 1, 2))(xg, a, e)
+        fe = fe.reshape(nxg, n * ne)
+
+        # action: da/dt = -kappa (dY/da)' Pi_a eps_y - kappa exp(log_pi_a) a
+        def weigh_a(m):  # Pi_a applied to the columns of m (n * n_y rows)
+            m3 = m.reshape(n, n_y, -1)
+            return (jnp.einsum("ij,jck->ick", R, m3) * pa[None, :, None]).reshape(n * n_y, -1)
+
+        PaY = weigh_a(dY_da)  # (n n_y, n_a)
+        prior_a = jnp.exp(log_pi_a)
+        qa = -kappa_a * (PaY.T @ eps_y.ravel() + prior_a * a)
+        # sensory rows of J = d eps / du
+        nvy = n_y + model.n_v
+        rows = (jnp.arange(n)[:, None] * nvy + jnp.arange(n_y)[None, :]).ravel()
+        Jy = c.J[rows]  # d eps_y / du
+        Ky, Keta = c.K[:, : n * n_y], c.K[:, n * n_y:]
+
+        qu = Du @ u - c.grad
+        # Jacobian of the joint flow over [xg, u, a]
+        A = jnp.block([
+            [fx, jnp.zeros((nxg, nu)), fa],
+            [-Ky @ dY_dx, Du - c.H, -Ky @ dY_da],
+            [-kappa_a * PaY.T @ dY_dx, -kappa_a * PaY.T @ Jy,
+             -kappa_a * (PaY.T @ dY_da + prior_a * jnp.eye(na))],
+        ])
+        # coupling to the exogenous inputs [e~, eta~]
+        B = jnp.block([
+            [fe, jnp.zeros((nxg, d * n_top))],
+            [-Ky @ dY_de, -Keta],
+            [-kappa_a * PaY.T @ dY_de, jnp.zeros((na, d * n_top))],
+        ])
+        q = jnp.concatenate([qx, qu, qa])
+        shifts = []
+        for k in range(1, n):
+            es = jnp.concatenate([e[k:], jnp.zeros((k, ne), e.dtype)])
+            ts = jnp.concatenate([eta[k:], jnp.zeros((min(k, d), n_top), e.dtype)])
+            shifts.append(jnp.concatenate([es.ravel(), ts.ravel()]))
+        bs = jnp.concatenate([q[None, :], jnp.stack(shifts) @ B.T], axis=0) if shifts else q[None]
+        dz = phi_step(A, bs, model.dt)
+        S = conditional_covariance(c.H_gn)
+        xt, vt = split_u(model, u)
+        nxu = n * model.n_x
+        out = ActiveOutput(
+            x_process=xg, v_process=e[0, :process.n_v], y=Y[0], a=a, x=xt[0], v=vt[0],
+            x_var=jnp.diagonal(S)[: model.n_x],
+            v_var=jnp.diagonal(S)[nxu: nxu + model.n_v],
+            pred=c.errors.gv, ev=c.errors.ev[0], ex=c.errors.ex[0], log_pi_v=c.log_pi_v,
+            F=c.L + 0.5 * jnp.linalg.slogdet(c.H_gn)[1],
+        )
+        new = (xg + dz[:nxg], u + dz[nxg:nxg + nu], a + dz[nxg + nu:])
+        return new, out
+
+    carry0 = (jnp.asarray(process.x0, float), filter_init(model).u, jnp.zeros(na))
+    _, out = jax.lax.scan(body, carry0, (e_gen, eta_gen))
+    return out
+
+
+simulate_jit = jax.jit(simulate_core)
+
+
+def check_inputs(process: Process, model: HDM, causes: Any, priors: Any,
+                 action_mask: Any) -> tuple[Process, HDM, np.ndarray, np.ndarray, np.ndarray]:
+    """Validate a process/model pair and their inputs before tracing."""
+    process = process.validate()
+    model = model.validate()
+    if process.n_y != model.n_y:
+        raise ValueError(
+            f"process and model disagree on the sensory channels: the process's 'g' returns "
+            f"{process.n_y} channels but the model's level-1 'g' predicts {model.n_y}"
+        )
+    priors = np.asarray(priors, dtype=float)
+    if priors.ndim == 1 and model.n_top == 1:
+        priors = priors[None, :]
+    if priors.ndim != 2 or priors.shape[0] != model.n_top:
+        raise ValueError(f"priors: expected shape (n_top, T) = ({model.n_top}, T) for the "
+                         f"model's top causes, got {priors.shape}")
+    T = priors.shape[1]
+    causes = np.zeros((process.n_v, T)) if causes is None else np.asarray(causes, dtype=float)
+    if causes.ndim == 1 and process.n_v == 1:
+        causes = causes[None, :]
+    if causes.shape != (process.n_v, T):
+        raise ValueError(f"causes: expected shape (n_v, T) = ({process.n_v}, {T}) for the "
+                         f"process's causes, got {causes.shape}")
+    for name, arr in (("causes", causes), ("priors", priors)):
+        check_finite(arr, "simulate", name)
+    mask = np.ones(process.n_y) if action_mask is None else np.asarray(action_mask, float)
+    if mask.shape != (process.n_y,):
+        raise ValueError(f"action_mask: expected shape ({process.n_y},), one gate per sensory "
+                         f"channel, got {mask.shape}")
+    if not np.all(np.isfinite(mask)) or np.any(mask < 0):
+        raise ValueError("action_mask: values must be finite and non-negative")
+    return process, model, causes, priors, mask
+
+
+def exogenous(process: Process, model: HDM, causes, key, noise: bool = True):
+    """Generalised exogenous inputs of the process: causes, sensory and state noise."""
+    T = causes.shape[1]
+    s = float(np.asarray(model.s))
+    if noise:
+        kz, kw = jax.random.split(key)
+        z = smooth_noise(kz, (process.n_y, T), s, process.log_pi_z)
+        w = smooth_noise(kw, (process.n_x, T), s, process.log_pi_w)
+    else:
+        z, w = jnp.zeros((process.n_y, T)), jnp.zeros((process.n_x, T))
+    e = jnp.concatenate([jnp.asarray(causes), z, w], axis=0)
+    return embed_series(e, model.n, model.dt)
+
+
+def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
+             key: jax.Array | None = None, action_mask: Any = None, kappa_a: float = 1.0,
+             log_pi_a: float = -2.0, noise: bool = True, time: Any = None,
+             time_units: str = "bin", on_divergence: str = "raise") -> xr.Dataset:
+    """Simulate an agent acting on a process (active inference, SPEC 4).
+
+    Parameters
+    ----------
+    process : Process
+        The world.
+    model : HDM
+        The agent's generative model; its level-1 ``g`` predicts the process's sensations.
+    causes : array ``(n_vG, T)`` or None
+        The process's exogenous causes (e.g. an external force).
+    priors : array ``(n_top, T)``
+        The agent's prior expectations of its top causes over time (e.g. a set-point).
+    key : jax.Array, optional
+        PRNG key for the process noise.
+    action_mask : array ``(n_y,)``, optional
+        Non-negative gate per sensory channel on the precision with which its errors drive
+        action (``0`` closes a channel; default all ones).
+    kappa_a : float
+        Rate of action.
+    log_pi_a : float
+        Log-precision of the prior pulling action to zero (SPEC: ``-2``).
+    noise : bool
+        Draw the process noise (at its precisions); ``False`` for a deterministic world.
+
+    Returns
+    -------
+    xarray.Dataset
+        True states ``x_process`` and causes ``v_process``, sensations ``y``, action ``a``,
+        the agent's expectations ``x``, ``v`` with variances, predictions ``y_pred``, errors
+        ``eps_y``, ``eps_v``, ``eps_x``, sensory log-precisions in force ``log_pi_y`` and the
+        free energy ``F``.
+    """
+    process, model, causes, priors, mask = check_inputs(process, model, causes, priors,
+                                                        action_mask)
+    key = jax.random.key(0) if key is None else key
+    e_gen = exogenous(process, model, causes, key, noise)
+    eta_gen = embed_series(jnp.asarray(priors), model.d, model.dt)
+    out = simulate_jit(process, model, e_gen, eta_gen, jnp.asarray(mask), kappa_a, log_pi_a)
+    return active_dataset(process, model, out, time, time_units)
+
+
+def active_dataset(process: Process, model: HDM, out: ActiveOutput, time=None,
+                   time_units: str = "bin", on_divergence: str = "raise") -> xr.Dataset:
+    """Wrap an :class:`ActiveOutput` as a labelled dataset."""
+    o = {k: np.asarray(v) for k, v in out._asdict().items()}
+    T = o["a"].shape[0]
+    n_y = process.n_y
+    pxn, pvn, pan, pyn = process.names()
+    ds = xr.Dataset(
+        {
+            "x_process": (("time", "process_state"), o["x_process"],
+                          {"long_name": "true states of the process"}),
+            "v_process": (("time", "process_cause"), o["v_process"],
+                          {"long_name": "true causes of the process"}),
+            "y": (("time", "channel"), o["y"], {"long_name": "sensory samples"}),
+            "a": (("time", "action"), o["a"], {"long_name": "action"}),
+            "x": (("time", "state"), o["x"], {"long_name": "posterior expectation of states"}),
+            "x_var": (("time", "state"), o["x_var"], {"long_name": "conditional variance"}),
+            "v": (("time", "cause"), o["v"], {"long_name": "posterior expectation of causes"}),
+            "v_var": (("time", "cause"), o["v_var"], {"long_name": "conditional variance"}),
+            "y_pred": (("time", "channel"), o["pred"][:, :n_y],
+                       {"long_name": "prediction of sensations"}),
+            "eps_y": (("time", "channel"), o["ev"][:, :n_y],
+                      {"long_name": "sensory prediction error"}),
+            "v_pred": (("time", "cause"), o["pred"][:, n_y:],
+                       {"long_name": "prediction of causes"}),
+            "eps_v": (("time", "cause"), o["ev"][:, n_y:],
+                      {"long_name": "prediction error on causes"}),
+            "eps_x": (("time", "state"), o["ex"],
+                      {"long_name": "prediction error on the motion of states"}),
+            "log_pi_y": (("time", "channel"), o["log_pi_v"][:, :n_y],
+                         {"long_name": "sensory log-precision in force"}),
+            "F": ("time", o["F"], {"long_name": "free energy per bin (to minimise)",
+                                   "units": "nats"}),
+        },
+        coords={"time": time_coord(T, model.dt, time, time_units), "state": model.x_names,
+                "cause": model.v_names, "channel": pyn, "process_state": pxn,
+                "process_cause": pvn, "action": pan},
+        attrs=clean_attrs({"cpsych_version": __version__, "scheme": "active inference",
+                           **{f"model_{k}": v for k, v in model.settings().items()},
+                           "free_action": float(np.sum(o["F"]))}),
+    )
+    return check_finite_result(ds, "active inference", on_divergence)
