@@ -192,11 +192,23 @@ def gibbs_energy(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
     return 0.5 * quad - 0.5 * logdet
 
 
-def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int) -> Curvature:
+def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
+                  spm_top_order: bool = True, exact_curvature: bool = False) -> Curvature:
     """Gradient, curvature and couplings of the Gibbs energy at ``u`` (one time bin).
 
     The errors are linearised about ``u`` (local linearity, SPEC 3): ``J = dE/du`` holds the
     Jacobians of ``f`` and ``g`` at the zeroth order, Kronecker-expanded over orders.
+
+    Parameters
+    ----------
+    spm_top_order : bool
+        SPM's convention: zero the error on the highest order of state motion in the gradient
+        (its rows stay in ``J``). With ``False`` the gradient is exactly ``dL/du`` of
+        :func:`gibbs_energy`.
+    exact_curvature : bool
+        With state-dependent precision, return the exact Jacobian of the gradient; by default
+        the precision part of the curvature is replaced by its positive semi-definite part so
+        that the recognition dynamics stay stable under local linearisation.
     """
     R = temporal_precision(model.n, model.s)
     def e_lin(uu, ww):
@@ -218,7 +230,8 @@ def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int) -> Curvature
         return one(E) if E.ndim == 1 else jax.vmap(one, in_axes=1, out_axes=1)(E)
 
     E = jnp.concatenate([err.ev.ravel(), err.ex.ravel()])
-    Ez = jnp.concatenate([err.ev.ravel(), _zero_top_order(err.ex).ravel()])
+    ex_g = _zero_top_order(err.ex) if spm_top_order else err.ex
+    Ez = jnp.concatenate([err.ev.ravel(), ex_g.ravel()])
     PiJ = weigh(Ju, lv, lx)
     H_gn = Ju.T @ PiJ
     L = 0.5 * E @ weigh(E, lv, lx) - 0.5 * (
@@ -241,4 +254,10 @@ def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int) -> Curvature
 
     grad = grad_fn(u, w)
     H, K = jax.jacfwd(grad_fn, argnums=(0, 1))(u, w)
+    if not exact_curvature:
+        # The precision terms make the curvature indefinite; a negative direction turns into a
+        # growing exponential under local linearisation. Keep their positive part only.
+        rest = 0.5 * ((H - H_gn) + (H - H_gn).T)
+        lam, vec = jnp.linalg.eigh(rest)
+        H = H_gn + (vec * jnp.maximum(lam, 0.0)) @ vec.T
     return Curvature(err, grad, H, K, H_gn, L, lv, lx, Ju)

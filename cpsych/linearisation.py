@@ -30,7 +30,7 @@ def phi_step(A: jax.Array, bs: jax.Array, dt: float) -> jax.Array:
     top = jnp.concatenate([A * dt, W], axis=1)
     bottom = jnp.concatenate([jnp.zeros((p, m), A.dtype), jnp.eye(p, k=1, dtype=A.dtype)], axis=1)
     M = jnp.concatenate([top, bottom], axis=0)
-    return jsl.expm(M)[:m, -1]
+    return jsl.expm(M, max_squarings=64)[:m, -1]
 
 
 def local_linear_step(q: jax.Array, A: jax.Array, dt: float) -> jax.Array:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -90,8 +90,8 @@ def _colour(i: int) -> str:
 def time_label(ds: xr.Dataset | xr.DataArray) -> str:
     """Axis label for the time coordinate, with its units (``attrs['units']``)."""
     units = ds["time"].attrs.get("units", "") if "time" in ds.coords else ""
-    if units in ("bin", "bins"):
-        units = "time bins"
+    if units == "bin":
+        units = "bins"
     return f"time ({units})" if units else "time"
 
 
@@ -194,10 +194,11 @@ def _normal_cdf(z: float) -> float:
 
 def panel_predictions(ax: Axes, ds: xr.Dataset, *, data: bool = False,
                       title: str = "prediction and error", ylabel: str = "response (a.u.)",
-                      legend: bool = True) -> Axes:
+                      legend: bool | str = "upper left") -> Axes:
     """Predictions of the data (solid) and their prediction errors (dotted), per channel.
 
-    ``data=True`` also marks the observed samples ``ds['y']``.
+    ``data=True`` also marks the observed samples ``ds['y']``; ``legend`` is a matplotlib
+    legend location, ``True`` (``"best"``) or ``False``.
     """
     t = ds["time"].values
     pred = ds["y_pred"].transpose("time", "channel").values
@@ -225,7 +226,12 @@ def panel_predictions(ax: Axes, ds: xr.Dataset, *, data: bool = False,
             extra.append(Line2D([], [], color="0.3", marker=".", linestyle="", label="data"))
         if len(handles) > 6:  # too many channels to name
             handles = []
-        ax.legend(handles=handles + extra, loc="best", ncol=2)
+        if legend == "upper left":  # headroom above the traces, so the legend covers none
+            rows = -(-(len(handles) + len(extra)) // 3)
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(lo, hi + (0.08 + 0.09 * rows) * (hi - lo))
+        ax.legend(handles=handles + extra, loc="best" if legend is True else legend, ncol=3,
+                  columnspacing=1.2)
     return ax
 
 
@@ -307,8 +313,8 @@ def plot_inversion(ds: xr.Dataset, truth: Any = None,
 
 
 def _atomic_savefig(fig: Figure, path: Path, fmt: str, **kw) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    # A fresh name (not mkstemp, whose 0600 mode would stick): the file gets the umask's mode.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     try:
         fig.savefig(tmp, format=fmt, **kw)
         os.replace(tmp, path)

@@ -1,0 +1,403 @@
+"""Force-matching illusion: sensory attenuation under active inference (SPEC 5.4).
+
+Brown, Adams, Parees, Edwards & Friston (2013), "Active inference, sensory attenuation and
+illusions", Cognitive Processing 14, 411-427; after SPM12's ``ALAP_demo_attenuation``.
+
+Generative process (the world)
+------------------------------
+One hidden state, the force ``x`` the agent produces, driven by action ``a``; two sensory
+channels, proprioception and somatosensation (touch), the second also reporting an external
+force ``v`` applied by the experimenter::
+
+    dx/dt = tanh(a) - x/4 + w,      y = [x, v + x] + z,
+
+with sensory and state log-precisions 8 and exogenous cause log-precision 16 (``v`` is applied
+exactly). Action can only use proprioceptive prediction errors (action mask ``[1, 0]``: the
+reflex arc runs through the stretch receptors).
+
+Generative model (the agent)
+----------------------------
+The agent explains its sensations by two forces, its own ``x_self`` and an external
+``x_ext``, each a leaky integrator of its cause ``v = [v_self, v_ext]``::
+
+    dx/dt = v - x/4 + w,            y = [x_self, x_self + x_ext] + z,
+    v = eta + z2,                   eta = [target * exp(-(t - 16)**2 / 16), 0],
+
+with state log-precision 4, prior log-precisions 6 on ``v_self`` (the intention to push,
+a Gaussian bump peaking at bin 16 scaled to the target force) and 0 on ``v_ext`` (external
+forces are a priori unknown). Embedding: SPM's ``E.n = 4``, ``E.d = 2`` (``n = 5``, ``d = 3``
+coordinates), smoothness ``s = 1/2`` bin.
+
+Sensory attenuation
+-------------------
+Both sensory channels have a state-dependent log-precision::
+
+    log Pi_y(x, v) = 8 - h * tanh(v_self + x_self).
+
+While the agent believes it is pushing, it lowers the precision of its sensations; this lets
+its prior belief that it is pushing override the proprioceptive evidence that it is not yet
+moving (otherwise it would infer it is not pushing and never act), and the price is that it
+perceives its own force as weaker than it is. With attenuation ``h = 6`` (health) the
+self-generated force exceeds the external force that feels equal, the force-matching
+illusion (Shergill et al. 2003, Science 301, 187).
+
+Read-outs
+---------
+* True self-generated force: the peak of the process state ``x`` over the trial.
+* Perceived self-generated force: the posterior mean of ``x_self`` at the time of that peak,
+  minus 1.694 posterior standard deviations (the force the agent is confident, at about
+  90 %, it produced; Brown et al. 2013).
+* External forces are perceived almost veridically (no attenuation: the agent does not
+  believe it is pushing), so the perceived self-generated force is the external force that
+  feels equal. :func:`replay` applies a force externally and returns its percept (the same
+  read-out on ``x_self + x_ext``); :func:`matched_force` solves for the external force whose
+  percept equals the self-generated percept.
+
+Psychiatric variants (SPEC 6)
+-----------------------------
+* Schizophrenia (Brown et al. 2013): attenuation fails and prior precision rises,
+  ``h = 6 - D``, state log-precision ``4 + D``, prior log-precision on ``v_self`` ``6 + D``;
+  ``D = 2`` flattens the illusion toward the identity line (patients: Shergill et al. 2005,
+  Am J Psychiatry 162, 2384), ``D = 4`` gives false inference of an external force when none
+  is applied: a model of delusions of control.
+* Autism (Lawson, Rees & Friston 2014, Front Hum Neurosci 8, 302; Karvelis et al. 2018,
+  eLife 7, e34115): sensory precision too high relative to priors. Lawson et al. trace this
+  to a failure to attenuate sensory precision; Karvelis et al. (n = 91) found autistic traits
+  go with more precise sensory representations, not weaker priors. Preset (``A = 1``):
+  sensory log-precision ``8 + A`` and attenuation ``h = 6 - A`` (the attenuated
+  log-precision while pushing rises from 2 to 4), prior and state precisions as in health.
+  Prediction: a reduced illusion (self-generated forces matched more accurately).
+
+Action and the reflex channel
+-----------------------------
+Action descends the proprioceptive prediction error weighted by a *fixed* action precision
+(SPM's ``G(1).U = [exp(0), 0]``: precision 1 on proprioception, 0 on touch), not by the
+agent's attenuated sensory precision: attenuation changes what the agent believes, and acts
+on, but not the gain of its reflex arc. cpsych's engine weighs the errors that drive action
+by the agent's sensory precision in force times the action mask. To reproduce SPM's
+convention the process and model carry a third channel, ``reflex``, a copy of proprioception
+with log-precision ``-REFLEX_OFF = -12`` for perception (it carries no information: its
+weight is ``exp(-14)`` of the attenuated proprioceptive channel's) and action mask
+``exp(REFLEX_OFF + log_pi_action)``, so that action sees precision ``exp(log_pi_action)`` on
+proprioceptive errors whatever the attenuation; proprioception and touch themselves have
+action mask 0. With the engine's own convention (mask ``[1, 0]``) the precision-weighted
+proprioceptive error barely depends on sensory precision, so the agent pushes fully even
+without attenuation (``h = 0``), and the attenuation sweep of Brown et al. (Fig. 4) is lost.
+
+Everything below :func:`trial` is pure JAX: the process and model are built from the (possibly
+traced) parameters, so trials can be ``jax.jit``-ed, ``jax.vmap``-ed over parameters and
+targets, and differentiated.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cpsych import HDM, Level, Process
+from cpsych.active import ActiveOutput, simulate_core
+from cpsych.gencoords import embed_series, smooth_noise
+
+__all__ = [
+    "N_BINS",
+    "PEAK_BIN",
+    "TARGETS",
+    "Z_PERCEPT",
+    "REFLEX_OFF",
+    "Params",
+    "PRESETS",
+    "schizophrenia",
+    "autism",
+    "check_params",
+    "bump",
+    "process",
+    "model",
+    "priors",
+    "simulate_trial",
+    "trial",
+    "trial_output",
+    "replay",
+    "replay_output",
+    "matched_force",
+    "percept",
+    "false_external_force",
+]
+
+#: Trial length in bins (``dt = 1``).
+N_BINS: int = 32
+#: Bin (1-based) at which the intended force peaks.
+PEAK_BIN: float = 16.0
+#: Target force levels (N) of the force-matching task.
+TARGETS: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+#: Standard deviations subtracted from the posterior mean in the percept (about 90 %).
+Z_PERCEPT: float = 1.694
+#: Log-precision (negative) of the reflex channel in perception: it carries no information.
+REFLEX_OFF: float = 12.0
+
+
+class Params(NamedTuple):
+    """Precision parameters of the agent (a pytree: every field may be a traced array).
+
+    Attributes
+    ----------
+    h : attenuation of sensory log-precision while the agent believes it pushes.
+    log_pi_y : sensory log-precision without attenuation (both channels).
+    log_pi_x : log-precision of the fluctuations on the agent's hidden states.
+    log_pi_self : prior log-precision on the cause of self-generated force ``v_self``.
+    log_pi_ext : prior log-precision on the external cause ``v_ext``.
+    kappa_a : rate of action.
+    log_pi_action : log-precision of the proprioceptive errors that drive action (SPM's
+        ``G(1).U``; 0 in Brown et al.).
+    """
+
+    h: float | jax.Array = 6.0
+    log_pi_y: float | jax.Array = 8.0
+    log_pi_x: float | jax.Array = 4.0
+    log_pi_self: float | jax.Array = 6.0
+    log_pi_ext: float | jax.Array = 0.0
+    kappa_a: float | jax.Array = 1.0
+    log_pi_action: float | jax.Array = 0.0
+
+
+def schizophrenia(D: float = 2.0) -> Params:
+    """Failed attenuation with raised prior precision (Brown et al. 2013).
+
+    ``h = 6 - D``, state log-precision ``4 + D``, prior log-precision on ``v_self`` ``6 + D``.
+    ``D = 2``: a flattened illusion; ``D = 4``: false inference of external forces.
+    """
+    return Params(h=6.0 - D, log_pi_x=4.0 + D, log_pi_self=6.0 + D)
+
+
+def autism(A: float = 1.0) -> Params:
+    """Sensory precision too high relative to priors (Lawson et al. 2014; Karvelis et al. 2018).
+
+    Sensory log-precision ``8 + A`` and attenuation ``h = 6 - A``; priors and state
+    precision as in health (Karvelis et al.: sharper sensory representations, not weaker
+    priors).
+    """
+    return Params(h=6.0 - A, log_pi_y=8.0 + A)
+
+
+#: Named parameter sets: health, schizophrenia (``D = 2``), delusions (``D = 4``), autism.
+PRESETS: dict[str, Params] = {
+    "control": Params(),
+    "schizophrenia": schizophrenia(2.0),
+    "delusion": schizophrenia(4.0),
+    "autism": autism(1.0),
+}
+
+
+def check_params(params: Params, where: str = "params") -> Params:
+    """Raise ``ValueError`` naming the field for non-finite or negative-rate parameters.
+
+    Traced values pass through unchecked (validate concrete values before tracing).
+    """
+    if not isinstance(params, Params):
+        raise ValueError(f"{where}: expected a force_matching.Params, got {type(params).__name__}")
+    for name, value in params._asdict().items():
+        if isinstance(value, jax.core.Tracer):
+            continue
+        arr = np.asarray(value, dtype=float)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{where}: field '{name}' must be finite, got {value}")
+        if name == "kappa_a" and np.any(arr <= 0):
+            raise ValueError(f"{where}: field 'kappa_a' (rate of action) must be > 0, got {value}")
+    return params
+
+
+def _check_target(target, where: str = "target") -> None:
+    if isinstance(target, jax.core.Tracer):
+        return
+    arr = np.asarray(target, dtype=float)
+    if arr.ndim != 0:
+        raise ValueError(f"{where}: expected a scalar force in N, got shape {arr.shape} "
+                         "(use jax.vmap to run several)")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{where}: must be finite, got {target}")
+    if np.any(arr < 0):
+        raise ValueError(f"{where}: forces must be >= 0 N, got {target}")
+
+
+# ----------------------------------------------------------------------------- equations
+def _process_f(x, v, a, theta):
+    return jnp.tanh(a) - x / 4.0
+
+
+def _process_g(x, v, a, theta):
+    return jnp.stack([x[0], v[0] + x[0], x[0]])
+
+
+def _model_f(x, v, theta):
+    return v - x / 4.0
+
+
+def _model_g(x, v, theta):
+    return jnp.stack([x[0], x[0] + x[1], x[0]])
+
+
+def _attenuation(x, v, theta):
+    """Sensory log-precision ``log_pi_y - h tanh(v_self + x_self)`` on both channels."""
+    lp = theta["log_pi_y"] - theta["h"] * jnp.tanh(v[0] + x[0])
+    return jnp.stack([lp, lp, jnp.full_like(lp, -REFLEX_OFF)])
+
+
+def bump(T: int = N_BINS, centre: float = PEAK_BIN) -> np.ndarray:
+    """Intended force profile ``exp(-(t - centre)**2 / 16)`` at 1-based bins ``t = 1..T``."""
+    t = np.arange(1, T + 1)
+    return np.exp(-((t - centre) ** 2) / 16.0)
+
+
+def process() -> Process:
+    """The generative process: the agent's own force plus an external force (validated)."""
+    return Process(
+        f=_process_f, g=_process_g, n_x=1, n_v=1, n_a=1, log_pi_z=8.0, log_pi_w=8.0,
+        x_names=("force",), v_names=("external_force",), a_names=("action",),
+        y_names=("proprioceptive", "somatosensory", "reflex"),
+    ).validate()
+
+
+def model(params: Params | None = None) -> HDM:
+    """The agent's generative model, built from (possibly traced) precision parameters."""
+    params = Params() if params is None else params
+    level = Level(
+        g=_model_g, f=_model_f, n_x=2, n_v=2,
+        theta={"h": jnp.asarray(params.h, float), "log_pi_y": jnp.asarray(params.log_pi_y, float)},
+        log_pi_w=params.log_pi_x, log_pi_z_fn=_attenuation,
+        x_names=("x_self", "x_ext"), v_names=("v_self", "v_ext"),
+        out_names=("proprioceptive", "somatosensory", "reflex"),
+    )
+    log_pi_eta = jnp.stack([jnp.asarray(params.log_pi_self, float),
+                            jnp.asarray(params.log_pi_ext, float)])
+    return HDM(levels=(level,), eta=0.0, log_pi_eta=log_pi_eta, n=5, d=3, s=0.5).validate()
+
+
+def priors(target: float | jax.Array, T: int = N_BINS) -> jax.Array:
+    """Prior expectations ``(2, T)`` of ``[v_self, v_ext]``: the intention to push."""
+    b = jnp.asarray(bump(T))
+    return jnp.stack([jnp.asarray(target, float) * b, jnp.zeros(T)])
+
+
+# ----------------------------------------------------------------------------- trials
+def simulate_trial(params: Params, self_target: float | jax.Array,
+                   external: jax.Array | None = None, key: jax.Array | None = None,
+                   T: int = N_BINS) -> ActiveOutput:
+    """One trial (pure JAX): the agent intends a force, the experimenter may push.
+
+    Parameters
+    ----------
+    params : precision parameters (may be traced).
+    self_target : peak of the agent's intended force (N).
+    external : ``(T,)`` external force applied by the experimenter (N; default none).
+    key : PRNG key for the process noise (log-precision 8); ``None`` for a noiseless world.
+
+    Returns
+    -------
+    ActiveOutput stacked over the ``T`` bins.
+    """
+    check_params(params)
+    _check_target(self_target, "self_target")
+    if external is not None and not isinstance(external, jax.core.Tracer):
+        arr = np.asarray(external, dtype=float)
+        if arr.shape != (T,):
+            raise ValueError(f"external: expected a force profile of shape ({T},), "
+                             f"got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("external: force profile must be finite")
+    proc = process()
+    mdl = model(params)
+    ext = jnp.zeros(T) if external is None else jnp.asarray(external, float)
+    if key is None:
+        noise = jnp.zeros((proc.n_y + proc.n_x, T))
+    else:
+        kz, kw = jax.random.split(key)
+        z = smooth_noise(kz, (2, T), 0.5, proc.log_pi_z[:2])
+        noise = jnp.concatenate([z, z[:1], smooth_noise(kw, (proc.n_x, T), 0.5, proc.log_pi_w)])
+    e_gen = embed_series(jnp.concatenate([ext[None, :], noise]), mdl.n, mdl.dt)
+    eta_gen = embed_series(priors(self_target, T), mdl.d, mdl.dt)
+    mask = jnp.stack([0.0, 0.0, jnp.exp(REFLEX_OFF + jnp.asarray(params.log_pi_action, float))])
+    return simulate_core(proc, mdl, e_gen, eta_gen, mask, params.kappa_a, -2.0)
+
+
+def percept(out: ActiveOutput, t: jax.Array, which: str = "self") -> jax.Array:
+    """Percept at bin index ``t``: posterior mean minus ``Z_PERCEPT`` posterior SDs.
+
+    ``which = "self"`` reads the self-generated force ``x_self``, ``"ext"`` the external
+    force ``x_ext``.
+    """
+    if which == "self":
+        return out.x[t, 0] - Z_PERCEPT * jnp.sqrt(jnp.maximum(out.x_var[t, 0], 0.0))
+    if which == "ext":
+        return out.x[t, 1] - Z_PERCEPT * jnp.sqrt(jnp.maximum(out.x_var[t, 1], 0.0))
+    raise ValueError(f"which: expected 'self' or 'ext', got {which!r}")
+
+
+def trial_output(params: Params, target: float | jax.Array,
+                 key: jax.Array | None = None) -> ActiveOutput:
+    """The full self-generated trial (for figures and checks)."""
+    return simulate_trial(params, target, None, key)
+
+
+def trial(params: Params, target: float | jax.Array,
+          key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """Self-generated force trial (pure JAX; jit/vmap/grad-able).
+
+    Returns
+    -------
+    (true peak self-generated force, perceived self-generated force), both in N: the
+    perceived force is the posterior mean of ``x_self`` at the time of the true peak minus
+    1.694 posterior SDs.
+    """
+    _check_target(target)
+    out = simulate_trial(params, target, None, key)
+    t = jnp.argmax(out.x_process[:, 0])
+    return out.x_process[t, 0], percept(out, t, "self")
+
+
+def replay_output(params: Params, force: jax.Array, key: jax.Array | None = None) -> ActiveOutput:
+    """A passive trial: ``force`` ``(T,)`` applied externally, no intention to push."""
+    return simulate_trial(params, 0.0, force, key)
+
+
+def replay(params: Params, force: jax.Array, t_read: jax.Array | None = None,
+           key: jax.Array | None = None) -> jax.Array:
+    """Percept of an externally applied force profile ``force`` ``(T,)`` (N).
+
+    The agent's prior on ``v_self`` is zero; the percept is the posterior mean of ``x_ext``
+    at bin index ``t_read`` (default: the force's peak) minus 1.694 posterior SDs (the
+    read-out used for self-generated forces, applied to the external force).
+    """
+    force = jnp.asarray(force, float)
+    out = replay_output(params, force, key)
+    t = jnp.argmax(force) if t_read is None else t_read
+    return percept(out, t, "ext")
+
+
+def matched_force(params: Params, perceived: jax.Array, profile: jax.Array) -> jax.Array:
+    """Peak external force (N) whose percept equals ``perceived`` (the matching task).
+
+    The external force has the time course ``profile`` (scaled to a unit peak; in the
+    experiment, the time course of the self-generated force). Its percept is affine in the
+    amplitude (the replay is linear: the attenuation term is inactive when the agent does
+    not push), so two replays, at 1 N and 2 N, give the amplitude that matches exactly.
+    """
+    profile = jnp.asarray(profile, float)
+    profile = profile / jnp.max(profile)
+    t = jnp.argmax(profile)
+    p1 = replay(params, profile, t)
+    p2 = replay(params, 2.0 * profile, t)
+    return 1.0 + (perceived - p1) / (p2 - p1)
+
+
+def false_external_force(out: ActiveOutput) -> tuple[jax.Array, jax.Array]:
+    """Confident belief in an external force: ``max_t (|E x_ext| - 1.694 SD x_ext)`` (N).
+
+    Positive when, at some time, the 90 % posterior interval of the external force excludes
+    zero. Also returns the posterior mean of ``x_ext`` at that time (its sign: negative for
+    an antagonistic force, one that pushes against the agent).
+    """
+    conf = jnp.abs(out.x[:, 1]) - Z_PERCEPT * jnp.sqrt(jnp.maximum(out.x_var[:, 1], 0.0))
+    t = jnp.argmax(conf)
+    return conf[t], out.x[t, 1]

@@ -1,0 +1,136 @@
+"""Active inference engine: action, the action mask, state-dependent precision, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import cpsych
+from cpsych.energy import gibbs_energy, laplace_terms
+
+
+def reaching(set_point=2.0, T=48):
+    """Process: dx/dt = a - x/4, y = x. Model: dx/dt = (v - x)/2, prior v = set point."""
+    proc = cpsych.Process(f=lambda x, v, a, th: a - x / 4, g=lambda x, v, a, th: x,
+                          n_x=1, n_v=0, n_a=1)
+    lv = cpsych.Level(g=lambda x, v, th: x, f=lambda x, v, th: (v - x) / 2, n_x=1, n_v=1,
+                      log_pi_z=4.0, log_pi_w=4.0)
+    model = cpsych.HDM(levels=(lv,), log_pi_eta=4.0, n=4, d=2, s=0.5)
+    return proc, model, np.full((1, T), set_point)
+
+
+def test_reaching_agent_moves_the_world_to_its_set_point():
+    proc, model, priors = reaching(2.0)
+    ds = cpsych.simulate(proc, model, None, priors, key=jax.random.key(1))
+    x_end = ds["x_process"].isel(time=slice(-10, None)).values
+    # the agent's belief and the world both settle at the set point (within 1 %)
+    assert np.all(np.abs(x_end - 2.0) < 0.02)
+    assert np.all(np.abs(ds["x"].isel(time=slice(-10, None)).values - 2.0) < 0.02)
+    # at equilibrium the action balances the world's decay: a = x / 4
+    np.testing.assert_allclose(ds["a"].isel(time=-1).item(), 0.5, atol=0.01)
+
+
+def test_closed_action_mask_moves_nothing():
+    proc, model, priors = reaching(2.0)
+    ds = cpsych.simulate(proc, model, None, priors, action_mask=[0.0], key=jax.random.key(1))
+    assert np.max(np.abs(ds["a"].values)) < 1e-12
+    # only process noise (log-precision 16) moves the world
+    assert np.max(np.abs(ds["x_process"].values)) < 0.01
+    # the belief is a compromise between the set point and the evidence, and the sensory
+    # prediction error that action would have removed persists
+    assert 0.1 < ds["x"].isel(time=-1).item() < 1.0
+    assert ds["eps_y"].isel(time=-1).item() < -0.1
+
+
+def sd_model():
+    """Linear model whose sensory log-precision depends on states and causes."""
+    lv = cpsych.Level(
+        g=lambda x, v, th: jnp.stack([x[0], x[0] + x[1]]),
+        f=lambda x, v, th: v - x / 4, n_x=2, n_v=2, log_pi_z=8.0, log_pi_w=4.0,
+        theta={"h": 3.0},
+        log_pi_z_fn=lambda x, v, th: 8.0 - th["h"] * jnp.tanh(v[0] + x[0]) * jnp.ones(2),
+    )
+    return cpsych.HDM(levels=(lv,), log_pi_eta=jnp.array([6.0, 0.0]), n=5, d=3, s=0.5).validate()
+
+
+def test_state_dependent_gradient_and_curvature_match_finite_differences():
+    m = sd_model()
+    rng = np.random.default_rng(0)
+    u = jnp.asarray(rng.normal(size=5 * 2 + 3 * 2)) * 0.3
+    w = jnp.asarray(rng.normal(size=5 * 2 + 3 * 2)) * 0.3
+    c = jax.jit(laplace_terms, static_argnums=(3, 4, 5))(m, u, w, 2, False, True)
+
+    L = jax.jit(lambda uu: gibbs_energy(m, uu, w, 2))
+    dL = jax.jit(jax.grad(L))
+
+    h = 1e-6
+    eye = np.eye(u.size)
+    g_fd = np.array([(L(u + h * e) - L(u - h * e)) / (2 * h) for e in eye])
+    assert np.max(np.abs(c.grad - g_fd)) / np.max(np.abs(g_fd)) < 1e-7
+    H_fd = np.array([(dL(u + h * e) - dL(u - h * e)) / (2 * h) for e in eye])
+    assert np.max(np.abs(c.H - H_fd)) / np.max(np.abs(H_fd)) < 1e-7
+    # the log-determinant term matters: without it the gradient is wrong
+    c_const = laplace_terms(
+        cpsych.HDM(levels=(m.levels[0].__class__(**{**m.levels[0].__dict__,
+                                                     "log_pi_z_fn": None}),),
+                   log_pi_eta=m.log_pi_eta, n=5, d=3, s=0.5).validate(),
+        u, w, 2, spm_top_order=False)
+    assert np.max(np.abs(c_const.grad - g_fd)) / np.max(np.abs(g_fd)) > 1e-3
+
+
+def test_default_curvature_is_positive_semidefinite_with_state_dependent_precision():
+    m = sd_model()
+    rng = np.random.default_rng(1)
+    u = jnp.asarray(rng.normal(size=16)) * 0.3
+    w = jnp.asarray(rng.normal(size=16)) * 0.3
+    exact = laplace_terms(m, u, w, 2, exact_curvature=True).H
+    stable = laplace_terms(m, u, w, 2).H
+    assert np.min(np.linalg.eigvalsh(0.5 * (exact + exact.T))) < 0  # indefinite
+    assert np.min(np.linalg.eigvalsh(0.5 * (stable + stable.T))) > -1e-6 * np.max(np.abs(stable))
+
+
+def test_precisions_in_force_are_reported():
+    proc = cpsych.Process(f=lambda x, v, a, th: a - x / 4, g=lambda x, v, a, th: x, n_x=1,
+                          n_v=0, n_a=1)
+    lv = cpsych.Level(g=lambda x, v, th: x, f=lambda x, v, th: v - x / 4, n_x=1, n_v=1,
+                      log_pi_w=4.0, theta={"h": 2.0},
+                      log_pi_z_fn=lambda x, v, th: 8.0 - th["h"] * jnp.tanh(v + x))
+    model = cpsych.HDM(levels=(lv,), log_pi_eta=6.0, n=5, d=3, s=0.5)
+    ds = cpsych.simulate(proc, model, None, np.full((1, 32), 1.0))
+    expected = 8.0 - 2.0 * np.tanh(ds["v"].values[:, 0] + ds["x"].values[:, 0])
+    np.testing.assert_allclose(ds["log_pi_y"].values[:, 0], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(action_mask=[1.0, 1.0]), r"action_mask: expected shape \(1,\)"),
+        (dict(action_mask=[-1.0]), "action_mask: values must be finite and non-negative"),
+        (dict(priors=np.ones((2, 10))), r"priors: expected shape \(n_top, T\) = \(1, T\)"),
+        (dict(causes=np.ones((1, 10))), r"causes: expected shape \(n_v, T\) = \(0, 10\)"),
+        (dict(priors=np.full((1, 10), np.nan)), "simulate: field 'priors' has non-finite"),
+    ],
+)
+def test_bad_inputs_are_rejected(kwargs, message):
+    proc, model, priors = reaching(T=10)
+    args = dict(causes=None, priors=priors)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        cpsych.simulate(proc, model, args.pop("causes"), args.pop("priors"), **args)
+
+
+def test_process_and_model_with_different_channels_are_rejected():
+    proc, model, priors = reaching(T=10)
+    two = cpsych.Process(f=lambda x, v, a, th: a - x, g=lambda x, v, a, th: jnp.stack([x[0], x[0]]),
+                         n_x=1, n_v=0, n_a=1)
+    with pytest.raises(ValueError, match="process's 'g' returns 2 channels but the model's "
+                                         "level-1 'g' predicts 1"):
+        cpsych.simulate(two, model, None, priors)
+
+
+def test_bad_process_is_rejected():
+    bad = cpsych.Process(f=lambda x, v, a, th: jnp.stack([x[0], x[0]]), g=lambda x, v, a, th: x,
+                         n_x=1, n_v=0, n_a=1)
+    _, model, priors = reaching(T=10)
+    with pytest.raises(ValueError, match=r"process: field 'f' returns shape \(2,\), expected"):
+        cpsych.simulate(bad, model, None, priors)

@@ -1,0 +1,172 @@
+"""Force-matching illusion (SPEC 5.4; Brown et al. 2013): published effects and the results file.
+
+Effects checked against the literature:
+- health: self-generated forces exceed the external forces judged equal at every level, and
+  increasingly so (regression slope > 1; Shergill et al. 2003: slope 1.49, intercept 0.53 N);
+- schizophrenia (D = 2): the illusion shrinks toward the identity line (Shergill et al. 2005);
+- delusions (D = 4): an external force is inferred when none is applied (Brown et al. 2013);
+- attenuation sweep: without attenuation the agent barely acts (Brown et al. 2013, Fig. 4);
+- autism: reduced illusion under raised sensory precision (Lawson et al. 2014).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import numpy as np
+import pytest
+
+import cpsych
+from experiments import force_matching as ef
+from models import force_matching as fm
+
+
+@pytest.fixture(scope="module")
+def res():
+    return ef.compute()
+
+
+@pytest.fixture(scope="module")
+def ds(res):
+    return ef.results_dataset(res)
+
+
+# ------------------------------------------------------------------------ published effects
+def test_control_illusion(ds):
+    s = ds["self_generated"].sel(group="control").values
+    m = ds["matched"].sel(group="control").values
+    assert np.all(s > m + 0.15), (s, m)  # every target, with a margin
+    assert float(ds["slope"].sel(group="control")) > 1.05
+    assert float(ds["intercept"].sel(group="control")) > 0.0
+    # the agent produces more force for larger targets
+    assert np.all(np.diff(s) > 0.2)
+
+
+def test_schizophrenia_reduced_illusion(ds):
+    over = ds["mean_overcompensation"]
+    ctrl, sz = float(over.sel(group="control")), float(over.sel(group="schizophrenia"))
+    assert ctrl > 0.3
+    assert 0.0 < sz < 0.5 * ctrl, (ctrl, sz)
+    # closer to the identity line at every target
+    o = ds["overcompensation"]
+    assert np.all(o.sel(group="schizophrenia") < o.sel(group="control"))
+
+
+def test_autism_reduced_illusion(ds):
+    over = ds["mean_overcompensation"]
+    assert float(over.sel(group="autism")) < 0.5 * float(over.sel(group="control"))
+    # still acts: produces at least 1 N at the 2 N target
+    assert float(ds["self_generated"].sel(group="autism", target=2.0)) > 1.0
+
+
+def test_delusion_false_external_force(ds):
+    f = ds["false_external_force"]
+    # D = 4: the 90 % interval of the external force excludes zero by more than 0.1 N although
+    # no external force was applied; the force is antagonistic (pushes against the agent)
+    assert float(f.sel(case="delusion")) > 0.1
+    assert float(ds["false_external_sign"].sel(case="delusion")) == -1.0
+    # a healthy agent is uncertain, not deluded
+    assert float(f.sel(case="control")) < 0.0
+    x = ds["x_ext"].sel(case="delusion").values
+    sd = ds["x_ext_sd"].sel(case="delusion").values
+    assert np.min(x / sd) < -3.0
+
+
+def test_attenuation_sweep(ds):
+    true, perc = ds["true_peak"].values, ds["perceived_peak"].values
+    h = ds["h"].values
+    assert h[0] == -4 and h[-1] == 6 and h.size == 11
+    assert true[0] < 0.1  # without attenuation the agent barely acts
+    assert true[-1] > 1.5  # with h = 6 it produces the intended force
+    assert np.all(np.diff(true) > 0)  # produced force rises with h
+    assert np.all(np.diff(perc) > 0)  # and the perceived force follows
+    np.testing.assert_allclose(perc, true, atol=0.1)
+    # percept (mean - 1.694 SD) below the true force once the agent acts
+    assert np.all(ds["perceived_force"].values <= true)
+
+
+def test_external_forces_perceived_veridically(ds):
+    err = np.abs(ds["external_percept"] - ds["self_generated"]).values
+    assert err.max() < 0.06
+    # the matched force is the perceived self-generated force, up to that small offset
+    np.testing.assert_allclose(ds["matched"], ds["perceived"], atol=0.06)
+
+
+def test_trial_api_matches_batch(res):
+    """``trial`` (jit) gives what the batched experiment gives; replay is near-veridical."""
+    p = fm.PRESETS["schizophrenia"]
+    true, perc = jax.jit(fm.trial)(p, 1.5)
+    g, k = ef.GROUPS.index("schizophrenia"), list(res["targets"]).index(1.5)
+    assert float(true) == pytest.approx(res["self_generated"][g, k], abs=1e-9)
+    assert float(perc) == pytest.approx(res["perceived"][g, k], abs=1e-9)
+
+
+def test_no_intention_no_force():
+    out = jax.jit(fm.trial_output)(fm.PRESETS["control"], 0.0)
+    assert np.abs(np.asarray(out.x_process)).max() < 1e-6
+    assert np.abs(np.asarray(out.a)).max() < 1e-6
+
+
+# ------------------------------------------------------------------------ results file
+def test_results_file(tmp_path, capsys):
+    rc = ef.run(argparse.Namespace(out=str(tmp_path), no_figures=True))
+    assert rc == 0
+    ds = cpsych.load(tmp_path / "force_matching.nc")
+    assert list(ds["group"].values) == ["control", "schizophrenia", "autism"]
+    np.testing.assert_allclose(ds["target"], [0.5, 1.0, 1.5, 2.0])
+    np.testing.assert_allclose(ds["h"], np.arange(-4, 7))
+    for v in ("self_generated", "matched"):
+        assert ds[v].dims == ("group", "target")
+        assert ds[v].attrs["units"] == "N"
+    for v in ("true_peak", "perceived_peak"):
+        assert ds[v].dims == ("h",)
+        assert ds[v].attrs["units"] == "N"
+    for v in ("slope", "intercept"):
+        assert ds[v].dims == ("group",)
+    assert ds["intercept"].attrs["units"] == "N"
+    assert ds["false_external_force"].dims == ("case",)
+    assert ds["target"].attrs["units"] == "N"
+    assert "slope" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------ bad inputs
+def test_bad_params():
+    with pytest.raises(ValueError, match="'h'"):
+        fm.trial(fm.Params(h=float("nan")), 1.0)
+    with pytest.raises(ValueError, match="kappa_a"):
+        fm.trial(fm.Params(kappa_a=0.0), 1.0)
+    with pytest.raises(ValueError, match="Params"):
+        fm.trial({"h": 6.0}, 1.0)
+    with pytest.raises(ValueError, match="target"):
+        fm.trial(fm.Params(), -1.0)
+    with pytest.raises(ValueError, match="target"):
+        fm.trial(fm.Params(), [1.0, 2.0])
+    with pytest.raises(ValueError, match="external"):
+        fm.replay(fm.Params(), np.ones(5))
+    with pytest.raises(ValueError, match="targets"):
+        ef.compute(targets=[0.5, -1.0])
+    with pytest.raises(ValueError, match="log_pi_self"):
+        ef.compute(presets={**fm.PRESETS, "control": fm.Params(log_pi_self=float("inf"))})
+    with pytest.raises(ValueError, match="missing"):
+        ef.compute(presets={"control": fm.Params()})
+
+
+def test_presets():
+    sz = fm.schizophrenia(2.0)
+    assert (sz.h, sz.log_pi_x, sz.log_pi_self) == (4.0, 6.0, 8.0)
+    d = fm.PRESETS["delusion"]
+    assert (d.h, d.log_pi_x, d.log_pi_self) == (2.0, 8.0, 10.0)
+    au = fm.PRESETS["autism"]
+    assert au.log_pi_y > fm.Params().log_pi_y and au.h < fm.Params().h
+    assert au.log_pi_self == fm.Params().log_pi_self  # priors intact (Karvelis et al. 2018)
+
+
+@pytest.mark.slow
+def test_gradient_of_perceived_force():
+    """Issue 7 will differentiate trials: d(perceived)/dh is finite and matches finite differences."""
+    f = jax.jit(lambda h: fm.trial(fm.Params(h=h), 1.0)[1])
+    g = float(jax.grad(f)(4.0))
+    fd = (float(f(4.0 + 1e-4)) - float(f(4.0 - 1e-4))) / 2e-4
+    assert np.isfinite(g)
+    assert g == pytest.approx(fd, rel=1e-3, abs=1e-4)
