@@ -301,8 +301,8 @@ def check_inputs(process: Process, model: HDM, causes: Any, priors: Any,
 def exogenous(process: Process, model: HDM, causes, key, noise: bool = True):
     """Generalised exogenous inputs of the process: causes, sensory and state noise."""
     T = causes.shape[1]
-    s = float(np.asarray(model.s))
     if noise:
+        s = float(np.asarray(model.s))
         kz, kw = jax.random.split(key)
         z = smooth_noise(kz, (process.n_y, T), s, process.log_pi_z)
         w = smooth_noise(kw, (process.n_x, T), s, process.log_pi_w)
