@@ -84,11 +84,17 @@ def test_prior_series_of_the_wrong_length_is_rejected():
 
 
 def test_divergence_is_reported_not_silent():
-    # an unstable flow (dx/dt = 50 x) blows up the filter
+    # an explosive world, dx/dt = 50 x, overflows within a few bins
     lv = dataclasses.replace(convolution.model().levels[0], f=lambda x, v, th: 50.0 * x + v[0])
     m = dataclasses.replace(convolution.model(), levels=(lv,))
-    y = np.ones((4, 64)) * 1e3
-    with pytest.raises(FloatingPointError, match="inversion diverged: variable"):
-        cpsych.invert(m, y)
-    ds = cpsych.invert(m, y, on_divergence="flag")
+    with pytest.raises(FloatingPointError, match="generation diverged: variable 'y'"):
+        cpsych.generate(m, np.ones((1, 64)))
+    ds = cpsych.generate(m, np.ones((1, 64)), on_divergence="flag")
     assert ds.attrs["diverged"] == 1
+
+
+def test_inversion_overflow_is_reported():
+    y = np.full((4, 16), 1e200)  # squared errors overflow to inf
+    with pytest.raises(FloatingPointError, match="inversion diverged"):
+        cpsych.invert(convolution.model(), y)
+    assert cpsych.invert(convolution.model(), y, on_divergence="flag").attrs["diverged"] == 1
