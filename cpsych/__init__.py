@@ -29,6 +29,7 @@ from .gencoords import (  # noqa: E402
 from .generation import generate  # noqa: E402
 from .hdm import HDM, Level  # noqa: E402
 from .inversion import invert  # noqa: E402
+from .learning import free_action, learn  # noqa: E402
 from .results import load, save  # noqa: E402
 from .version import __version__  # noqa: E402
 
@@ -40,8 +41,10 @@ __all__ = [
     "derivative_operator",
     "embed",
     "embed_series",
+    "free_action",
     "generate",
     "invert",
+    "learn",
     "load",
     "save",
     "simulate",

@@ -156,7 +156,9 @@ class Curvature(NamedTuple):
     H : Jacobian of ``grad`` with respect to ``u`` (Gauss-Newton ``J' Pi J`` for constant
         precision, plus the precision terms when precision depends on the states).
     K : Jacobian of ``grad`` with respect to the inputs ``w`` (coupling to data and prior).
-    H_gn : Gauss-Newton curvature ``J' Pi J`` (conditional precision of ``u``).
+    H_gn : Gauss-Newton curvature ``J' Pi J`` (conditional precision of ``u``), plus, when
+        precision depends on the states, the expected curvature ``n/2 Lam' Lam`` of the
+        log-precisions (``Lam = d log_pi / du``).
     L : Gibbs energy ``1/2 E' Pi E - 1/2 ln|Pi|`` (full errors, no constants).
     log_pi_v, log_pi_x : log-precisions in force.
     J : ``dE/du``, rows ordered as ``[ev.ravel(), ex.ravel()]``.
@@ -260,4 +262,8 @@ def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
         rest = 0.5 * ((H - H_gn) + (H - H_gn).T)
         lam, vec = jnp.linalg.eigh(rest)
         H = H_gn + (vec * jnp.maximum(lam, 0.0)) @ vec.T
+    # Conditional precision: add the expected (Fisher) curvature of the log-precisions, n/2 per
+    # channel, so that states acting only through precision (attention) get finite variance.
+    Lam = jax.jacfwd(lambda uu: jnp.concatenate(precisions(model, uu)))(u)
+    H_gn = H_gn + 0.5 * model.n * Lam.T @ Lam
     return Curvature(err, grad, H, K, H_gn, L, lv, lx, Ju)

@@ -154,7 +154,7 @@ class Grid:
     def points(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Parameter values ``(len(flat), n_axes)`` and seed indices of flat indices."""
         idx = np.unravel_index(np.asarray(flat, np.int64), self.shape)
-        vals = np.stack([v[i] for v, i in zip(self.axes.values(), idx)], axis=-1) \
+        vals = np.stack([v[i] for v, i in zip(self.axes.values(), idx, strict=True)], axis=-1) \
             if self.axes else np.zeros((len(flat), 0))
         seed = idx[-1] if self.seeds else np.zeros(len(flat), np.int64)
         return vals.astype(float), np.asarray(seed, np.int64)
@@ -206,6 +206,9 @@ def chunk_plan(n_points: int, chunk_size: int, host_index: int = 0,
 
 
 # ----------------------------------------------------------------------------- evaluation
+_COMPILED: dict[tuple, tuple[Callable, Any]] = {}
+
+
 def _point_fn(fn: SimFn, names: tuple[str, ...], keep: tuple[str, ...], seeded: bool,
               base_key: int, max_abs: float):
     def point(values, seed):
@@ -330,8 +333,12 @@ def sweep(fn: SimFn, grid: Grid, readouts: Sequence[str] | Mapping[str, Mapping[
 
     mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
     shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
-    point = _point_fn(fn, names, keep, bool(grid.seeds), key, max_abs)
-    batched = jax.jit(jax.vmap(point), in_shardings=(shard, shard), out_shardings=shard)
+    cache_key = (fn, names, keep, bool(grid.seeds), key, max_abs, tuple(devices))
+    if cache_key not in _COMPILED:  # one jitted function per simulation and layout
+        point = _point_fn(fn, names, keep, bool(grid.seeds), key, max_abs)
+        _COMPILED[cache_key] = (point, jax.jit(jax.vmap(point), in_shardings=(shard, shard),
+                                               out_shardings=shard))
+    point, batched = _COMPILED[cache_key]
 
     # shapes of the read-outs (one abstract evaluation)
     shapes = jax.eval_shape(point, jax.ShapeDtypeStruct((len(names),), jnp.float64),

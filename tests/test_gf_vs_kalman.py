@@ -8,7 +8,10 @@ Three kinds of check:
 - fairness: on data from the exact discrete linear-Gaussian model (white noise) the Kalman
   filter matches or beats generalised filtering;
 - the benchmark: on smooth (coloured, ``s = 1``) fluctuations generalised filtering has lower
-  state error than the Kalman filter, linear and ``tanh`` observations, over 8 seeds.
+  state error than the Kalman filter, linear and ``tanh`` observations, over 8 seeds. Its
+  estimate at bin ``t`` has seen data up to ``t + 2`` (Taylor embedding, ``n = 6``), so the
+  fixed-lag and full Kalman smoothers are the stricter comparison: GF ties them in the linear
+  case and beats the extended ones, narrowly, for ``tanh``.
 """
 
 import jax
@@ -69,11 +72,15 @@ def test_kalman_filter_and_smoother_equal_the_exact_gaussian_conditional():
     np.testing.assert_allclose(xs, mean, atol=1e-10)
     for t in range(T):
         np.testing.assert_allclose(Ps[t], cov[t * k:(t + 1) * k, t * k:(t + 1) * k], atol=1e-10)
+    lagged = gk.fixed_lag_smoother(kf, F, 2)
+    np.testing.assert_allclose(gk.fixed_lag_smoother(kf, F, 0), kf.x_filt, atol=1e-14)
     for t in range(T):  # filtering: conditional on the data up to and including t
         mean_t, cov_t = _dense_conditional(y, F, Q, R, gk.C, m0, P0, t)
         np.testing.assert_allclose(kf.x_filt[t], mean_t[t], atol=1e-10)
         np.testing.assert_allclose(kf.P_filt[t], cov_t[t * k:(t + 1) * k, t * k:(t + 1) * k],
                                    atol=1e-10)
+        mean_l, _ = _dense_conditional(y, F, Q, R, gk.C, m0, P0, min(t + 2, T - 1))
+        np.testing.assert_allclose(lagged[t], mean_l[t], atol=1e-10)
 
 
 def test_extended_kalman_filter_reduces_to_the_linear_filter_for_small_signals():
@@ -142,25 +149,28 @@ def coloured_tanh():
 @pytest.mark.slow
 def test_gf_beats_kalman_filter_on_coloured_noise(coloured_linear):
     r = coloured_linear
-    # measured: GF 0.0148, KF 0.0154, RTS 0.0148, prior 0.226 (mean over seeds)
+    # measured: GF 0.01483, KF 0.01542, lag-2 smoother 0.01482, RTS 0.01482, prior 0.226
     assert r["gf"].mean() < 0.1 * r["prior"].mean()
     assert r["gf"].mean() < 0.98 * r["kf"].mean()
     assert np.sum(r["gf"] < r["kf"]) >= 7
-    # GF (which sees a few samples ahead through its Taylor embedding) ties the smoother
+    # GF's estimate at t has seen y up to t + 2 through its Taylor embedding: it ties the
+    # Kalman smoothers with that look-ahead (and the full one) but does not beat them
+    assert r["gf"].mean() < 1.02 * r["kf_lag"].mean()
     assert r["gf"].mean() < 1.02 * r["rts"].mean()
 
 
 @pytest.mark.slow
 def test_gf_beats_extended_kalman_filter_and_smoother_on_coloured_noise(coloured_tanh):
     r = coloured_tanh
-    # measured: GF 0.0285, EKF 0.0325, extended RTS 0.0293 (mean over seeds)
+    # measured: GF 0.0285, EKF 0.0325, lag-2 and full extended RTS 0.0293 (mean over seeds)
     assert r["gf"].mean() < 0.95 * r["kf"].mean()
+    assert r["gf"].mean() < r["kf_lag"].mean()
     assert r["gf"].mean() < r["rts"].mean()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("nonlinear", [False, True], ids=["linear", "tanh"])
-def test_kalman_beats_gf_on_white_discrete_linear_gaussian_data(nonlinear):
+def test_kalman_beats_gf_on_white_noise_discrete_model_data(nonlinear):
     # GF with its white-noise setting (s = 0, i.e. exp(-8) bins)
     r = _scores(nonlinear, True, 0.0)
     # measured: linear KF 0.0137 vs GF 0.0155; tanh EKF 0.0179 vs GF 0.0346
@@ -171,6 +181,7 @@ def test_kalman_beats_gf_on_white_discrete_linear_gaussian_data(nonlinear):
 
 @pytest.mark.slow
 def test_a_smoother_gf_setting_does_not_beat_the_kalman_smoother_on_white_data():
-    # s = 1/2 is GF's best setting on these data (MSE 0.0147 at n = 6), still > RTS 0.0133
+    # s = 1/2 is GF's best of s in {0, 1/2, 1} on these data (MSE 0.0147 at n = 6; the
+    # Kalman filter 0.0137, the smoother 0.0133)
     r = _scores(False, True, 0.5)
     assert r["rts"].mean() <= r["gf"].mean()

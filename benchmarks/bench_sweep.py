@@ -1,0 +1,58 @@
+"""Benchmark of cpsych.sweep: simulations per second and peak memory.
+
+Force-matching trials (each grid point: 4 targets x (1 trial + 2 replays) = 12 simulations)
+and pursuit runs (one 64-bin occlusion trial per point) at several chunk (batch) sizes, and
+the 32 x 32 force-matching grid (x 4 targets) of issue 6 (target: < 60 s on 2 cores,
+< 4 GB). Run: ``OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_sweep.py``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+
+import cpsych  # noqa: E402,F401
+from experiments.sweep_cli import run_sweep  # noqa: E402
+
+
+def _rate(name, grid, readouts, chunk, sims_per_point):
+    run_sweep(name, grid, readouts=readouts, chunk_size=chunk)  # compile
+    t = time.perf_counter()
+    ds = run_sweep(name, grid, readouts=readouts, chunk_size=chunk)
+    dt = time.perf_counter() - t
+    n = ds.sizes[list(grid)[0]] * ds.sizes[list(grid)[1]]
+    return n * sims_per_point / dt, dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--full", action="store_true", help="also run the 32 x 32 grid")
+    a = ap.parse_args()
+    print(f"devices: {jax.devices()}")
+    for chunk in (8, 32, 128):
+        r, dt = _rate("force-matching", {"h": "2:8:8", "prior": "4:8:16"}, ["illusion"], chunk,
+                      12)
+        print(f"force-matching chunk {chunk:4d}: {r:8.1f} trials/s ({dt:.1f} s, 128 points)")
+    for chunk in (8, 32):
+        r, dt = _rate("pursuit", {"retina": "2:8:4", "state2": "0:6:8"}, ["gain_occluded"],
+                      chunk, 1)
+        print(f"pursuit chunk {chunk:4d}: {r:8.1f} runs/s ({dt:.1f} s, 32 points)")
+    if a.full:
+        t = time.perf_counter()
+        run_sweep("force-matching", {"h": "0:8:32", "prior": "2:10:32"}, readouts=["illusion"],
+                  chunk_size=128)
+        print(f"32 x 32 force-matching grid (x 4 targets, 12288 simulations): "
+              f"{time.perf_counter() - t:.1f} s including compilation")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(f"peak resident memory: {peak:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
