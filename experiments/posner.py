@@ -212,19 +212,17 @@ def plot_trial(trial: xr.Dataset, title: str):
 
     Panels (a)-(c) come from :func:`cpsych.plot_active.plot_active`: predicted sensations and
     errors, the attention state, and the causes (targets and cue) with 90 % intervals against
-    the display. Attention acts only through precision, so its Gauss-Newton conditional
-    variance is uninformative (about 1e12) and its interval is not drawn; the world's states
+    the display. Attention acts only through precision; its interval comes from the expected
+    curvature of the log-precisions it sets. The world's states
     (the low-pass-filtered display) are the causes' truth in (c), not attention's, and are
     left out of (b). The observer cannot act, so panel (d) shows the sensory log-precisions in
     force instead of action.
     """
     from cpsych.plot_active import plot_active
 
-    ds = trial.copy()
-    ds["x_var"] = ds["x_var"] * np.nan
-    ds = ds.isel(process_state=[])
+    ds = trial.isel(process_state=[])
     fig = plot_active(ds, title=title)
-    fig.axes[1].set_title("(b) attention state (posterior expectation)")
+    fig.axes[1].set_title("(b) attention state (90 % interval)")
     ax = fig.axes[3]
     size = fig.axes[0].get_xticklabels()[0].get_fontsize()
     ax.clear()
