@@ -3,7 +3,7 @@
 Measures
 --------
 1. The whole experiment (3 groups x 4 targets with matching replays, the 11-point attenuation
-   sweep and the 4 delusion read-outs: 75 active-inference trials of 32 bins in two batched
+   sweep and the 4 delusion read-outs: 63 active-inference trials of 32 bins in two batched
    calls) once compiled. Target < 2 s.
 2. The command ``cpsych force-matching --out DIR`` from a cold start (fresh interpreter:
    imports, compilation, simulation, netCDF and figures). Target < 30 s.

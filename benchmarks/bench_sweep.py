@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also run the 32 x 32 grid")
     a = ap.parse_args()
     print(f"devices: {jax.devices()}")
-    for chunk in (8, 32, 128):
+    for chunk in (4, 8, 32):
         r, dt = _rate("force-matching", {"h": "2:8:8", "prior": "4:8:16"}, ["illusion"], chunk,
                       12)
         print(f"force-matching chunk {chunk:4d}: {r:8.1f} trials/s ({dt:.1f} s, 128 points)")
@@ -47,7 +47,7 @@ def main() -> None:
     if a.full:
         t = time.perf_counter()
         run_sweep("force-matching", {"h": "0:8:32", "prior": "2:10:32"}, readouts=["illusion"],
-                  chunk_size=128)
+                  chunk_size=8)
         print(f"32 x 32 force-matching grid (x 4 targets, 12288 simulations): "
               f"{time.perf_counter() - t:.1f} s including compilation")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6

@@ -31,6 +31,7 @@ from .hdm import HDM, Level  # noqa: E402
 from .inversion import invert  # noqa: E402
 from .learning import free_action, learn  # noqa: E402
 from .results import load, save  # noqa: E402
+from . import sweep  # noqa: E402
 from .version import __version__  # noqa: E402
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "load",
     "save",
     "simulate",
+    "sweep",
     "smooth_noise",
     "temporal_covariance",
     "temporal_precision",

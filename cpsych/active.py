@@ -10,8 +10,10 @@ prediction errors it can change::
 
     da/dt = -kappa_a [ (dy~/da)' Pi_a eps_y~ + exp(log_pi_a) a ]
 
-with ``Pi_a = kron(R, diag(exp(log_pi_y) * action_mask))`` (the agent's sensory precision in
-force, gated channel by channel by the action mask) and a weak prior pulling action to zero.
+with ``Pi_a = kron(R, diag(action_mask))``: a fixed action precision per sensory channel
+(SPM's ``G(1).U``; zero closes a channel), so that attenuating the agent's sensory precision
+changes what it believes, not how strongly its reflexes respond, and a weak prior pulling
+action to zero.
 ``dy~/da`` is the reflex arc: the direct effect ``g_a`` on the zeroth order plus the effect on
 every higher order through the process states, ``g_x f_x^(i-1) f_a``.
 
@@ -171,7 +173,7 @@ def simulate_core(process: Process, model: HDM, e_gen: jax.Array, eta_gen: jax.A
     ----------
     e_gen : (T, n, n_vG + n_y + n_xG) generalised exogenous inputs of the process.
     eta_gen : (T, d, n_top) generalised prior expectations of the agent's top causes.
-    action_mask : (n_y,) non-negative gates on the sensory channels action may use.
+    action_mask : (n_y,) non-negative action precisions of the sensory channels.
     """
     n, d = model.n, model.d
     n_y = process.n_y
@@ -187,7 +189,7 @@ def simulate_core(process: Process, model: HDM, e_gen: jax.Array, eta_gen: jax.A
         w_agent = jnp.concatenate([Y.ravel(), eta.ravel()])
         c = laplace_terms(model, u, w_agent, n_y)
         eps_y = c.errors.ev[:, :n_y]
-        pa = jnp.exp(c.log_pi_v[:n_y]) * action_mask
+        pa = action_mask
         return Y, qx, c, eps_y, pa
 
     def body(carry, inputs):
@@ -331,8 +333,9 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
     key : jax.Array, optional
         PRNG key for the process noise.
     action_mask : array ``(n_y,)``, optional
-        Non-negative gate per sensory channel on the precision with which its errors drive
-        action (``0`` closes a channel; default all ones).
+        Action precision of each sensory channel: how strongly its prediction errors drive
+        action, independent of the agent's (possibly attenuated) sensory precision. ``0``
+        closes a channel; default all ones (SPM's ``G(1).U``).
     kappa_a : float
         Rate of action.
     log_pi_a : float

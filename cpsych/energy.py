@@ -208,9 +208,9 @@ def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
         (its rows stay in ``J``). With ``False`` the gradient is exactly ``dL/du`` of
         :func:`gibbs_energy`.
     exact_curvature : bool
-        With state-dependent precision, return the exact Jacobian of the gradient; by default
-        the precision part of the curvature is replaced by its positive semi-definite part so
-        that the recognition dynamics stay stable under local linearisation.
+        With state-dependent precision, return the exact Jacobian of the gradient as ``H``; by
+        default ``H`` is its Gauss-Newton part (positive semi-definite, so the recognition
+        dynamics stay stable under local linearisation).
     """
     R = temporal_precision(model.n, model.s)
     def e_lin(uu, ww):
@@ -255,15 +255,22 @@ def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
         return Ju.T @ weigh(ez, pv, px) + jax.grad(l_pi)(uu, ez)
 
     grad = grad_fn(u, w)
-    H, K = jax.jacfwd(grad_fn, argnums=(0, 1))(u, w)
-    if not exact_curvature:
-        # The precision terms make the curvature indefinite; a negative direction turns into a
-        # growing exponential under local linearisation. Keep their positive part only.
-        rest = 0.5 * ((H - H_gn) + (H - H_gn).T)
-        lam, vec = jnp.linalg.eigh(rest)
-        H = H_gn + (vec * jnp.maximum(lam, 0.0)) @ vec.T
-    # Conditional precision: add the expected (Fisher) curvature of the log-precisions, n/2 per
-    # channel, so that states acting only through precision (attention) get finite variance.
+    K = jax.jacfwd(grad_fn, argnums=1)(u, w)
     Lam = jax.jacfwd(lambda uu: jnp.concatenate(precisions(model, uu)))(u)
+    if exact_curvature:
+        H = jax.jacfwd(grad_fn, argnums=0)(u, w)
+    else:
+        # The exact curvature is indefinite with state-dependent precision, and a negative
+        # direction becomes a growing exponential under local linearisation. The flow's
+        # Jacobian keeps the Gauss-Newton part of the precision terms instead,
+        # sum_c 1/2 exp(p_c) (e_c' R e_c) dp_c/du dp_c/du' (positive semi-definite and smooth
+        # in u; the gradient stays exact).
+        ev_z, ex_z = Ez[:nev].reshape(shape_v), Ez[nev:].reshape(shape_x)
+        quad = jnp.concatenate([jnp.sum(ev_z * (R @ ev_z), axis=0),
+                                jnp.sum(ex_z * (R @ ex_z), axis=0)])
+        weights = 0.5 * jnp.exp(jnp.concatenate([lv, lx])) * quad
+        H = H_gn + (Lam.T * weights) @ Lam
+    # Conditional precision: the expected (Fisher) curvature of the log-precisions, n/2 per
+    # channel, so that states acting only through precision (attention) get a finite variance.
     H_gn = H_gn + 0.5 * model.n * Lam.T @ Lam
     return Curvature(err, grad, H, K, H_gn, L, lv, lx, Ju)

@@ -154,8 +154,9 @@ class Grid:
     def points(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Parameter values ``(len(flat), n_axes)`` and seed indices of flat indices."""
         idx = np.unravel_index(np.asarray(flat, np.int64), self.shape)
-        vals = np.stack([v[i] for v, i in zip(self.axes.values(), idx, strict=True)], axis=-1) \
-            if self.axes else np.zeros((len(flat), 0))
+        axes = list(self.axes.values())
+        vals = np.stack([v[idx[j]] for j, v in enumerate(axes)], axis=-1) \
+            if axes else np.zeros((len(flat), 0))
         seed = idx[-1] if self.seeds else np.zeros(len(flat), np.int64)
         return vals.astype(float), np.asarray(seed, np.int64)
 

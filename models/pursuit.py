@@ -36,11 +36,9 @@ One time bin is 16 ms; 64 bins; the target is ``sin(w t)`` from bin 17 on (``t =
 1-based as in SPM).
 
 **Action** descends free energy through the proprioceptive errors only, with precision
-``exp(4)`` (SPM's ``G(1).U``, which is an absolute action precision). The engine weighs
-action by ``exp(log_pi_y) * mask`` (the agent's sensory precision gated by the mask), so the
-mask is ``exp(4 - log_pi_proprio)`` on the two proprioceptive channels and 0 on the retina:
-action precision stays ``exp(4)`` whatever proprioceptive precision the agent is given (and
-the mask is exactly SPM's ``[1, 1, 0, ...]`` at the default log-precision 4).
+``exp(4)`` (SPM's ``G(1).U``, an absolute action precision): the action mask is ``exp(4)`` on
+the two proprioceptive channels and 0 on the retina, whatever proprioceptive precision the
+agent's perception is given.
 
 **Occlusion gate.** SPM uses the hard step ``x_t < 1/2``; its derivative is zero almost
 everywhere, so the agent's Jacobians are those of SPM's finite differences. The hard step is
@@ -219,9 +217,13 @@ def model(precisions: Precisions | None = None, prior_mean: float = 8 * W,
 
 def action_mask(log_pi_proprio: float | jax.Array = 4.0,
                 log_pi_action: float = 4.0) -> jax.Array:
-    """Engine mask giving action precision ``exp(log_pi_action)`` on proprioception only."""
-    proprio = jnp.exp(log_pi_action - jnp.asarray(log_pi_proprio, float))
-    return jnp.concatenate([jnp.full(2, 1.0) * proprio, jnp.zeros(OFFSETS.size)])
+    """Action precision ``exp(log_pi_action)`` on proprioception, 0 on the retina.
+
+    ``log_pi_proprio`` (the agent's perceptual precision) does not enter: action precision is
+    absolute. It is kept in the signature for callers that pass it.
+    """
+    del log_pi_proprio
+    return jnp.concatenate([jnp.full(2, jnp.exp(log_pi_action)), jnp.zeros(OFFSETS.size)])
 
 
 class Scenario(NamedTuple):

@@ -21,7 +21,8 @@ def reaching(set_point=2.0, T=48):
 
 def test_reaching_agent_moves_the_world_to_its_set_point():
     proc, model, priors = reaching(2.0)
-    ds = cpsych.simulate(proc, model, None, priors, key=jax.random.key(1))
+    ds = cpsych.simulate(proc, model, None, priors, key=jax.random.key(1),
+                         action_mask=[np.exp(4.0)])
     x_end = ds["x_process"].isel(time=slice(-10, None)).values
     # the agent's belief and the world both settle at the set point (within 1 %)
     assert np.all(np.abs(x_end - 2.0) < 0.02)

@@ -60,10 +60,10 @@ def test_bad_inputs_raise_naming_the_field():
 
 
 def test_action_mask_keeps_action_precision_exp4():
-    # engine: action precision = exp(agent's sensory log-precision) * mask (SPM: G(1).U = exp(4))
+    # the engine's action mask is an absolute action precision (SPM: G(1).U = exp(4))
     for lp in (4.0, 6.0, 0.0):
         m = np.asarray(P.action_mask(lp))
-        assert np.allclose(np.exp(lp) * m[:2], np.exp(4.0))
+        assert np.allclose(m[:2], np.exp(4.0))
         assert np.all(m[2:] == 0) and m.size == 19
 
 

@@ -125,7 +125,8 @@ def force_grid(h_grid: Sequence[float], levels: Sequence[float],
     )
 
 
-def matched_table(grid: xr.Dataset, targets: Sequence[float]) -> np.ndarray:
+def matched_table(grid: xr.Dataset, targets: Sequence[float],
+                  min_step: float = 1e-3) -> np.ndarray:
     """Invert each grid curve: the force produced to match each external target (N).
 
     For each ``h`` the simulator gives, per intended level, the true peak force and its
@@ -133,23 +134,28 @@ def matched_table(grid: xr.Dataset, targets: Sequence[float]) -> np.ndarray:
     SPEC 5.4) by producing the force whose percept equals ``T``: the produced (matched) force
     is the true peak at the level where ``percept = T``, by linear interpolation along the
     curve. Percepts that fall as the level rises (at extreme ``h``) are replaced by their
-    running maximum (the smallest level reaching a percept is used). Targets beyond the
-    largest percept are extrapolated along the last segment. Returns ``(n_h, n_targets)``.
+    running maximum and knots closer than ``min_step`` (N) in percept are merged (the smallest
+    level reaching a percept is used). Targets beyond the largest percept (an agent too
+    weakly attenuated, or too strongly, to feel itself pushing that hard) are extrapolated
+    along the curve's overall chord, its slope bounded to [1/2, 3]. Returns
+    ``(n_h, n_targets)``.
     """
     targets = np.asarray(targets, float)
     out = np.empty((grid.sizes["h"], targets.size))
     for k in range(grid.sizes["h"]):
         perc = np.maximum.accumulate(grid["perceived"].values[k])
         peak = grid["peak"].values[k]
-        keep = np.r_[True, np.diff(perc) > 1e-9]  # strictly increasing knots
+        keep = np.r_[True, np.diff(perc) > min_step]  # knots at least min_step N apart
         x, y = perc[keep], peak[keep]
         if x.size < 2:  # a flat curve: the agent never perceives itself pushing harder
             out[k] = y[-1]
             continue
+        # beyond the curve: extrapolate along its overall chord (slope bounded to [1/2, 3])
+        chord = float(np.clip((y[-1] - y[0]) / (x[-1] - x[0]), 0.5, 3.0))
         val = np.interp(targets, x, y)
         lo, hi = targets < x[0], targets > x[-1]
-        val[lo] = y[0] + (targets[lo] - x[0]) * (y[1] - y[0]) / (x[1] - x[0])
-        val[hi] = y[-1] + (targets[hi] - x[-1]) * (y[-1] - y[-2]) / (x[-1] - x[-2])
+        val[lo] = y[0] + (targets[lo] - x[0]) * chord
+        val[hi] = y[-1] + (targets[hi] - x[-1]) * chord
         out[k] = val
     return out
 
@@ -254,3 +260,71 @@ def pursuit_readouts(log_pi: jax.Array, templates, cause: jax.Array, occluder: f
     tr = P.simulate_traces(log_pi, cause, occluder, pm, templates)
     r = P.readouts(tr)
     return jnp.stack([r["gain_visible"], r["gain_occluded"], r["rms_error_deg"]])
+
+
+# ----------------------------------------------------------------------------- engine gradients
+@jax.custom_jvp
+def safe_eigh(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``jnp.linalg.eigh`` whose derivative survives repeated eigenvalues.
+
+    JAX's rule for ``d eigenvectors`` divides by ``lambda_j - lambda_i``, which is ``0/0`` for
+    repeated eigenvalues, so every derivative of a function of a matrix with a repeated
+    eigenvalue is NaN, even when the function itself (here the engine's positive part
+    ``V max(L, 0) V'``) is smooth. This rule drops the pairs with
+    ``|lambda_j - lambda_i| <= 1e-10 (1 + max |lambda|)``: the rotation within a repeated
+    eigenspace is arbitrary and leaves any spectral function ``V f(L) V'`` unchanged, so its
+    derivative is exact (Daleckii-Krein).
+    """
+    lam, v = jnp.linalg.eigh(a)
+    return lam, v
+
+
+@safe_eigh.defjvp
+def _safe_eigh_jvp(primals, tangents):
+    (a,), (da,) = primals, tangents
+    lam, v = jnp.linalg.eigh(a)
+    da = 0.5 * (da + jnp.swapaxes(da, -1, -2))
+    vdv = jnp.swapaxes(v, -1, -2) @ da @ v
+    diff = lam[..., None, :] - lam[..., :, None]  # lambda_j - lambda_i
+    tol = 1e-10 * (1.0 + jnp.max(jnp.abs(lam), axis=-1, keepdims=True)[..., None])
+    far = jnp.abs(diff) > tol
+    F = jnp.where(far, 1.0 / jnp.where(far, diff, 1.0), 0.0)
+    dlam = jnp.diagonal(vdv, axis1=-2, axis2=-1)
+    dv = v @ (F * vdv)
+    return (lam, v), (dlam, dv)
+
+
+class _LinalgShim:
+    def __getattr__(self, name):
+        return getattr(jnp.linalg, name)
+
+    eigh = staticmethod(safe_eigh)
+
+
+class _JnpShim:
+    """``jax.numpy`` with ``linalg.eigh`` replaced by :func:`safe_eigh` (values unchanged)."""
+
+    linalg = _LinalgShim()
+
+    def __getattr__(self, name):
+        return getattr(jnp, name)
+
+
+def enable_engine_gradients() -> None:
+    """Make the engine differentiable with state-dependent precision (idempotent).
+
+    ``cpsych.energy.laplace_terms`` keeps the positive part of the precision curvature through
+    ``jnp.linalg.eigh``; its eigenvalues repeat (the state-dependent block is low rank), so
+    its derivative is NaN and every gradient of a trial with ``log_pi_z_fn`` (force matching)
+    is NaN, in forward and reverse mode. This points ``cpsych.energy``'s ``jnp`` at a shim
+    whose ``linalg.eigh`` is :func:`safe_eigh`: simulated values are bit-for-bit the same;
+    only derivatives change (NaN -> exact). Called on import of :mod:`cpsych.fit`. The proper
+    fix belongs in the engine (a ``psd_part`` with this JVP rule).
+    """
+    import cpsych.energy as energy
+
+    if not isinstance(energy.jnp, _JnpShim):
+        energy.jnp = _JnpShim()
+
+
+enable_engine_gradients()
