@@ -135,3 +135,26 @@ def test_bad_process_is_rejected():
     _, model, priors = reaching(T=10)
     with pytest.raises(ValueError, match=r"process: field 'f' returns shape \(2,\), expected"):
         cpsych.simulate(bad, model, None, priors)
+
+
+def test_sensory_attenuation_lets_an_agent_move():
+    """SPEC 5.4's logic in its simplest form: one proprioceptive channel whose precision falls
+    while the agent believes it is pushing (log-precision 8 - h tanh(v + x))."""
+    world = cpsych.Process(f=lambda x, v, a, th: jnp.tanh(a) - x / 4, g=lambda x, v, a, th: x,
+                           n_x=1, n_v=0, n_a=1, log_pi_z=8.0, log_pi_w=8.0)
+    t = np.arange(32)
+    intention = np.exp(-((t - 16) ** 2) / 16)[None]  # prior belief: "I push"
+
+    def peak(h):
+        lv = cpsych.Level(g=lambda x, v, th: x, f=lambda x, v, th: v - x / 4, n_x=1, n_v=1,
+                          log_pi_w=4.0, theta={"h": h},
+                          log_pi_z_fn=lambda x, v, th: 8.0 - th["h"] * jnp.tanh(v + x))
+        agent = cpsych.HDM(levels=(lv,), log_pi_eta=4.0, n=5, d=3, s=0.5)
+        ds = cpsych.simulate(world, agent, None, intention, noise=False)
+        return ds["x_process"].max().item(), ds["log_pi_y"].min().item()
+
+    still, pi_still = peak(0.0)
+    moving, pi_moving = peak(6.0)
+    assert still < 0.25  # precise proprioception: the intention is explained away
+    assert moving > 0.8 and moving > 3 * still  # attenuated: the agent acts on it
+    assert pi_still == 8.0 and pi_moving < 8.0 - 3.0  # precision fell during the movement
