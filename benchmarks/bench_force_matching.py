@@ -8,8 +8,14 @@ Measures
 2. The command ``cpsych force-matching --out DIR`` from a cold start (fresh interpreter:
    imports, compilation, simulation, netCDF and figures). Target < 30 s.
 3. Per trial: the batched cost per trial, and one jitted ``trial`` call.
+4. Sweep throughput (``cpsych sweep force-matching``): each grid point runs 4 targets plus
+   the two calibration replays of ``models.force_matching.replay_calibration`` (6
+   simulations; 12 before the calibration replaced two replays per target). Reported as
+   simulations/s on an 8 x 16 grid; ``--full`` also times the 32 x 32 grid (x 4 targets) of
+   issue 6, target < 60 s on 2 cores including compilation.
 
-Run: ``PYTHONPATH=. python benchmarks/bench_force_matching.py [--no-cold] [--repeat N]``.
+Run: ``OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_force_matching.py
+[--no-cold] [--repeat N] [--full]``.
 Wall-clock times depend on machine load; the script also reports CPU time for the cold start.
 """
 
@@ -32,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 TARGET_WARM_S = 2.0
 TARGET_COLD_S = 30.0
+TARGET_GRID_S = 60.0
+SIMS_PER_POINT = 6
 
 
 def bench_warm(repeat: int) -> dict[str, float]:
@@ -49,7 +57,10 @@ def bench_warm(repeat: int) -> dict[str, float]:
         res = ef.compute()
         ds = ef.results_dataset(res)
         times.append(time.perf_counter() - t0)
-    n_trials = ds.sizes["group"] * ds.sizes["target"] * 4 + ds.sizes["h"] + ds.sizes["case"]
+    # stage 1: groups x targets + sweep + cases; stage 2: 2 calibration replays per group and
+    # one veridicality replay per group and target
+    n_trials = (2 * ds.sizes["group"] * ds.sizes["target"] + ds.sizes["h"] + ds.sizes["case"]
+                + 2 * ds.sizes["group"])
     f = jax.jit(fm.trial)
     p = fm.PRESETS["control"]
     jax.block_until_ready(f(p, 1.0))
@@ -61,6 +72,27 @@ def bench_warm(repeat: int) -> dict[str, float]:
     best = min(times)
     return {"first_call_s": compile_s, "experiment_s": best, "n_trials": n_trials,
             "per_trial_batched_ms": 1e3 * best / n_trials, "single_trial_ms": 1e3 * min(single)}
+
+
+def bench_sweep(full: bool) -> dict[str, float]:
+    from experiments.sweep_cli import run_sweep
+
+    grid = {"h": "2:8:8", "prior": "4:8:16"}
+    best = {}
+    for chunk in (8, 32):
+        run_sweep("force-matching", grid, readouts=["illusion"], chunk_size=chunk)  # compile
+        t0 = time.perf_counter()
+        run_sweep("force-matching", grid, readouts=["illusion"], chunk_size=chunk)
+        dt = time.perf_counter() - t0
+        best[chunk] = 128 * SIMS_PER_POINT / dt
+    res = {f"sweep_sims_per_s_chunk{c}": r for c, r in best.items()}
+    if full:
+        t0 = time.perf_counter()
+        ds = run_sweep("force-matching", {"h": "0:8:32", "prior": "2:10:32"},
+                       readouts=["illusion"], chunk_size=64)
+        res["grid_32x32_s"] = time.perf_counter() - t0
+        res["grid_diverged"] = int(ds["diverged"].sum())
+    return res
 
 
 def bench_cold() -> dict[str, float]:
@@ -80,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-start command")
     parser.add_argument("--repeat", type=int, default=5, help="repeats of the warm experiment")
+    parser.add_argument("--full", action="store_true",
+                        help="also time the 32 x 32 force-matching sweep grid")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
@@ -94,6 +128,16 @@ def main(argv: list[str] | None = None) -> int:
           f"(target < {TARGET_WARM_S:g} s: {flag}; {w['n_trials']} trials)")
     print(f"per trial, batched              {w['per_trial_batched_ms']:8.2f} ms")
     print(f"one jitted trial (32 bins)      {w['single_trial_ms']:8.2f} ms")
+    s = bench_sweep(args.full)
+    for k, v in s.items():
+        if k.startswith("sweep_sims"):
+            label = f"sweep, chunk {k.rsplit('chunk', 1)[1]}"
+            print(f"{label:32s}{v:8.1f} simulations/s ({SIMS_PER_POINT} per grid point)")
+    if "grid_32x32_s" in s:
+        flag = "ok" if s["grid_32x32_s"] < TARGET_GRID_S else "SLOW"
+        ok &= flag == "ok"
+        print(f"32 x 32 sweep grid (x 4 targets) {s['grid_32x32_s']:7.1f} s   (target < "
+              f"{TARGET_GRID_S:g} s incl. compilation: {flag}; {s['grid_diverged']} diverged)")
     if not args.no_cold:
         c = bench_cold()
         flag = "ok" if c["cold_command_s"] < TARGET_COLD_S else "SLOW"

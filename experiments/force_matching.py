@@ -79,10 +79,12 @@ def compute(presets: dict | None = None, targets: Sequence[float] | None = None,
     """Run every trial of the experiment in two batched (``vmap``-ed) calls.
 
     Stage 1: self-generated trials for every group and target, the attenuation sweep and the
-    delusion read-out. Stage 2: replays of each self-generated force time course as an
-    external force (at its own amplitude, to check veridical perception of external forces,
-    and at 1 N and 2 N peaks, to solve the matching). Both stages are padded to the same batch
-    size so that they share one compilation.
+    delusion read-out. Stage 2: replays, per group, of no force and of a unit bump (the affine
+    calibration of external-force percepts that solves the matching,
+    :func:`models.force_matching.replay_calibration`), and of each self-generated force time
+    course as an external force at its own amplitude (to check that external forces are
+    perceived almost veridically). Both stages are padded to the same batch size so that they
+    share one compilation.
 
     Returns
     -------
@@ -112,8 +114,8 @@ def compute(presets: dict | None = None, targets: Sequence[float] | None = None,
     p1 += [presets[c] for c in CASES]
     t1 = list(np.tile(targets, G)) + [SWEEP_TARGET] * H + [DELUSION_TARGET] * C
     n1 = len(p1)
-    # stage 2: replays (veridical check, 1 N and 2 N probes) per group and target
-    n2 = 3 * G * K
+    # stage 2: replays (calibration per group, veridicality check per group and target)
+    n2 = 2 * G + G * K
     B = max(n1, n2)
     pad = B - n1
     out1 = _batch(_stack(p1 + [p1[0]] * pad), t1 + [t1[0]] * pad, np.zeros((B, T)))
@@ -124,20 +126,23 @@ def compute(presets: dict | None = None, targets: Sequence[float] | None = None,
     true_peak = xp[idx, tpk]
     perceived = x_self[idx, tpk] - fm.Z_PERCEPT * sd_self[idx, tpk]
 
-    # stage 2
+    # stage 2: per group, a no-force replay and a unit-bump replay (the affine calibration
+    # of external-force percepts, models.force_matching.replay_calibration), and each
+    # self-generated force time course replayed at its own amplitude (veridicality check)
     gk = slice(0, G * K)
-    profiles = xp[gk] / true_peak[gk, None]
-    ext = np.concatenate([profiles * true_peak[gk, None], profiles, 2.0 * profiles])
-    p2 = [p1[i] for i in range(G * K)] * 3
+    ext = np.concatenate([np.zeros((G, T)), np.tile(fm.bump(T), (G, 1)), xp[gk]])
+    p2 = [presets[g] for g in GROUPS] * 2 + [p1[i] for i in range(G * K)]
     pad2 = B - n2
     out2 = _batch(_stack(p2 + [p2[0]] * pad2), [0.0] * B,
                   np.concatenate([ext, np.zeros((pad2, T))]))
-    tr = np.tile(tpk[gk], 3)
-    i2 = np.arange(n2)
-    x_ext = np.asarray(out2.x[:n2, :, 1])[i2, tr]
-    sd_ext = np.sqrt(np.asarray(out2.x_var[:n2, :, 1]))[i2, tr]
-    rep = (x_ext - fm.Z_PERCEPT * sd_ext).reshape(3, G * K)
-    matched = 1.0 + (perceived[gk] - rep[1]) / (rep[2] - rep[1])
+    x_ext = np.asarray(out2.x[:n2, :, 1])
+    pct = x_ext - fm.Z_PERCEPT * np.sqrt(np.maximum(np.asarray(out2.x_var[:n2, :, 1]), 0.0))
+    offset = pct[:G]  # (G, T)
+    tb = int(np.argmax(fm.bump(T)))
+    gain = pct[G:2 * G, tb] - offset[:, tb]  # (G,)
+    grp = np.repeat(np.arange(G), K)
+    matched = (perceived[gk] - offset[grp, tpk[gk]]) / gain[grp]
+    external_percept = pct[2 * G:][np.arange(G * K), tpk[gk]]
 
     # delusion read-out
     dc = slice(G * K + H, n1)
@@ -151,7 +156,8 @@ def compute(presets: dict | None = None, targets: Sequence[float] | None = None,
         "self_generated": true_peak[gk].reshape(G, K),
         "perceived": perceived[gk].reshape(G, K),
         "matched": matched.reshape(G, K),
-        "external_percept": rep[0].reshape(G, K),
+        "external_percept": external_percept.reshape(G, K),
+        "replay_offset": offset, "replay_gain": gain,
         "peak_time": tpk[gk].reshape(G, K) + 1.0,
         "true_peak": true_peak[sw],
         "perceived_peak": x_self[sw].max(axis=1),
@@ -193,6 +199,9 @@ def results_dataset(res: dict[str, np.ndarray], presets: dict | None = None) -> 
             "external_percept": (gt, res["external_percept"], {
                 **N, "long_name": "percept of the self-generated force time course replayed "
                                   "as an external force (veridicality check)"}),
+            "replay_gain": ("group", res["replay_gain"], {
+                "units": "1", "long_name": "gain of external-force percepts (unit bump replayed, "
+                                           "percept at its peak minus the no-force percept)"}),
             "overcompensation": (gt, over, {
                 **N, "long_name": "self-generated minus matched force"}),
             "peak_time": (gt, res["peak_time"], {
@@ -395,7 +404,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  humans (Shergill et al. 2003): slope {SHERGILL_2003['slope']:.2f}, intercept "
           f"{SHERGILL_2003['intercept']:+.2f} N")
     err = np.abs(ds["external_percept"] - ds["self_generated"]).max().item()
-    print(f"  external forces perceived almost veridically: max |percept - force| = {err:.3f} N")
+    print(f"  external forces perceived almost veridically: max |percept - force| = {err:.3f} N"
+          f" (calibration gain {np.array2string(ds['replay_gain'].values, precision=3)})")
     print("  attenuation sweep h = -4..6 (true / perceived peak, N): "
           + " ".join(f"{t:.2f}/{p:.2f}" for t, p in zip(ds["true_peak"].values,
                                                       ds["perceived_peak"].values, strict=True)))
