@@ -17,6 +17,7 @@ import jax
 if os.environ.get("CPSYCH_NO_X64", "") != "1":
     jax.config.update("jax_enable_x64", True)
 
+from . import sweep  # noqa: E402
 from .active import Process, simulate  # noqa: E402
 from .gencoords import (  # noqa: E402
     derivative_operator,
@@ -31,7 +32,6 @@ from .hdm import HDM, Level  # noqa: E402
 from .inversion import invert  # noqa: E402
 from .learning import free_action, learn  # noqa: E402
 from .results import load, save  # noqa: E402
-from . import sweep  # noqa: E402
 from .version import __version__  # noqa: E402
 
 __all__ = [

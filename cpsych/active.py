@@ -35,7 +35,8 @@ import numpy as np
 import xarray as xr
 
 from .energy import laplace_terms, split_u
-from .filtering import conditional_covariance, init as filter_init, shift_operator
+from .filtering import conditional_covariance, shift_operator
+from .filtering import init as filter_init
 from .gencoords import embed_series, smooth_noise, temporal_precision
 from .hdm import HDM, _as_vector, check_finite
 from .linearisation import phi_step

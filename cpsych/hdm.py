@@ -207,9 +207,11 @@ class HDM:
         if not self.levels:
             raise ValueError("HDM: field 'levels' must hold at least one Level")
         if not isinstance(self.n, int | np.integer) or self.n < 1:
-            raise ValueError(f"HDM: field 'n' (embedding order) must be an integer >= 1, got {self.n}")
+            raise ValueError(
+                f"HDM: field 'n' (embedding order) must be an integer >= 1, got {self.n}")
         if not isinstance(self.d, int | np.integer) or not 1 <= self.d <= self.n:
-            raise ValueError(f"HDM: field 'd' must be an integer with 1 <= d <= n = {self.n}, got {self.d}")
+            raise ValueError(
+                f"HDM: field 'd' must be an integer with 1 <= d <= n = {self.n}, got {self.d}")
         check_finite(self.s, "HDM", "s")
         if not isinstance(self.s, jax.core.Tracer) and np.any(np.asarray(self.s) < 0):
             raise ValueError(f"HDM: field 's' (smoothness) must be >= 0, got {self.s}")
@@ -255,8 +257,8 @@ class HDM:
                 value = getattr(lv, field)
                 if value is not None:
                     check_finite(value, where, field, positive=True)
-                    lv = dataclasses.replace(lv, **{"log_" + field: np.log(np.asarray(value, float)),
-                                                    field: None})
+                    log_value = np.log(np.asarray(value, float))
+                    lv = dataclasses.replace(lv, **{"log_" + field: log_value, field: None})
             log_pi_z = _as_vector(lv.log_pi_z, n_out, where, "log_pi_z")
             log_pi_w = _as_vector(lv.log_pi_w, lv.n_x, where, "log_pi_w")
             check_finite(log_pi_z, where, "log_pi_z")
@@ -265,26 +267,33 @@ class HDM:
                 po = _eval_shape(lv.log_pi_z_fn, lv)
                 if po.shape != (n_out,):
                     raise ValueError(
-                        f"{where}: field 'log_pi_z_fn' returns shape {po.shape}, expected ({n_out},)"
+                        f"{where}: field 'log_pi_z_fn' returns shape {po.shape}, "
+                        f"expected ({n_out},)"
                     )
-            for name, names, size in (("x_names", lv.x_names, lv.n_x), ("v_names", lv.v_names, lv.n_v),
+            for name, names, size in (("x_names", lv.x_names, lv.n_x),
+                                      ("v_names", lv.v_names, lv.n_v),
                                       ("out_names", lv.out_names, n_out)):
                 if names is not None and len(names) != size:
-                    raise ValueError(f"{where}: field '{name}' has {len(names)} names for {size} values")
+                    raise ValueError(
+                        f"{where}: field '{name}' has {len(names)} names for {size} values")
             levels.append(dataclasses.replace(lv, log_pi_z=log_pi_z, log_pi_w=log_pi_w))
         top = levels[-1].n_v
         log_pi_eta = _as_vector(self.log_pi_eta, top, "prior", "log_pi_eta")
         check_finite(log_pi_eta, "prior", "log_pi_eta")
         check_finite(self.eta, "prior", "eta")
-        eta = self.eta if isinstance(self.eta, jax.core.Tracer) else np.asarray(self.eta, dtype=float)
+        traced = isinstance(self.eta, jax.core.Tracer)
+        eta = self.eta if traced else np.asarray(self.eta, dtype=float)
         if eta.ndim == 0:
             eta = np.full(top, float(eta))
         if eta.ndim not in (1, 2) or eta.shape[0] != top:
             raise ValueError(
-                f"prior: field 'eta' must be a scalar, ({top},) or ({top}, T), got shape {eta.shape}"
+                f"prior: field 'eta' must be a scalar, ({top},) or ({top}, T), "
+                f"got shape {eta.shape}"
             )
         return dataclasses.replace(self, levels=tuple(levels), eta=eta, log_pi_eta=log_pi_eta,
-                                   s=jnp.asarray(self.s, dtype=float) if isinstance(self.s, jax.core.Tracer) else np.asarray(self.s, dtype=float))
+                                   s=jnp.asarray(self.s, dtype=float)
+                                   if isinstance(self.s, jax.core.Tracer)
+                                   else np.asarray(self.s, dtype=float))
 
 
 def _eval_shape(fn: Fn, lv: Level):

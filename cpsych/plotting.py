@@ -1,4 +1,4 @@
-"""Publication figures of inversions (and, later, of active inference).
+"""Publication figures of inversions and of active inference.
 
 Figures are built on :class:`matplotlib.figure.Figure` objects rendered with the Agg (PNG) and
 PDF backends, never through ``pyplot``'s global state, and every figure is drawn inside a local
@@ -6,8 +6,8 @@ style context (:func:`style`): importing this module changes no ``rcParams``.
 
 The standard DEM figure (:func:`plot_inversion`) is assembled from one small function per panel
 (:func:`panel_predictions`, :func:`panel_states`, :func:`panel_causes`,
-:func:`panel_free_energy`); each takes an ``Axes`` and a results dataset, so other figures
-(an active-inference four-panel figure, say) can reuse them.
+:func:`panel_free_energy`); each takes an ``Axes`` and a results dataset. The
+active-inference figure (:func:`plot_active`) reuses them, with action in the last panel.
 
 Examples
 --------
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .results import atomic_path
+
 __all__ = [
     "Z90",
     "PALETTE",
@@ -45,6 +46,7 @@ __all__ = [
     "panel_causes",
     "panel_free_energy",
     "plot_inversion",
+    "plot_active",
     "save_figure",
 ]
 
@@ -138,8 +140,8 @@ def panel_series(ax: Axes, ds: xr.Dataset, name: str, *, truth: Any = None,
     ds : Dataset with ``name`` of dims ``(time, k)``.
     name : variable to plot (``"x"``, ``"v"``, or e.g. an action variable).
     truth : Dataset or mapping holding the true ``name``; drawn dashed in the same colour.
-    var : variance variable (default ``name + "_var"`` when present); the band is
-        ``mean +- z sd``.
+    var : variance variable (default ``name + "_var"`` when present; ``""`` for no band); the
+        band is ``mean +- z sd``.
     z : half-width of the interval in standard deviations (default: 90 %).
     """
     da = ds[name].transpose("time", ...)
@@ -149,7 +151,7 @@ def panel_series(ax: Axes, ds: xr.Dataset, name: str, *, truth: Any = None,
         mean = mean[:, None]
     var = var if var is not None else (f"{name}_var" if f"{name}_var" in ds else None)
     sd = None
-    if var is not None:
+    if var:
         sd = np.sqrt(np.clip(np.asarray(ds[var].transpose("time", ...).values, float), 0, None))
         sd = sd.reshape(mean.shape)
     true = _truth_array(truth, name, da if da.ndim == 2 else da.expand_dims("k", -1))
@@ -312,16 +314,58 @@ def plot_inversion(ds: xr.Dataset, truth: Any = None,
     return fig
 
 
+def _overlay_process(ax: Axes, ds: xr.Dataset, var: str, dim: str) -> None:
+    """The generative process's true values (black, dashed) over an agent's beliefs."""
+    if var not in ds or ds.sizes.get(dim, 0) == 0:
+        return
+    t = ds["time"].values
+    for j, name in enumerate(ds[dim].values):
+        ax.plot(t, ds[var].sel({dim: name}).values, color="k", linestyle=(0, (4, 2)),
+                linewidth=1.0, zorder=2, label="world" if j == 0 else None)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, loc="best", ncol=2 if len(handles) > 4 else 1)
+
+
+def plot_active(ds: xr.Dataset, title: str | None = None,
+                ax: Sequence[Axes] | np.ndarray | None = None) -> Figure:
+    """The standard four-panel active-inference figure, shared by every paradigm.
+
+    (a) predicted sensations with their prediction errors (dotted); (b) the agent's beliefs
+    about hidden states with 90 % intervals, the world's true states dashed in black; (c) its
+    beliefs about causes with 90 % intervals, the world's causes dashed; (d) action.
+
+    Parameters
+    ----------
+    ds : Dataset from :func:`cpsych.simulate`.
+    title : figure title.
+    ax : four Axes to draw into; default a new figure.
+    """
+    with style():
+        if ax is None:
+            fig = Figure(figsize=(7.2, 5.4), layout="constrained")
+            axes = list(fig.subplots(2, 2).ravel())
+        else:
+            axes = list(np.asarray(ax, dtype=object).ravel())
+            if len(axes) != 4:
+                raise ValueError(f"ax: expected 4 Axes, got {len(axes)}")
+            fig = axes[0].figure
+        panel_predictions(axes[0], ds, title="predicted sensations and errors",
+                          ylabel="sensation (a.u.)")
+        panel_states(axes[1], ds, title="hidden states (beliefs)")
+        _overlay_process(axes[1], ds, "x_process", "process_state")
+        panel_causes(axes[2], ds, title="causes (beliefs)")
+        _overlay_process(axes[2], ds, "v_process", "process_cause")
+        panel_series(axes[3], ds, "a", title="action", ylabel="action (a.u.)")
+        for a, letter in zip(axes, "abcd", strict=True):
+            _letter(a, letter)
+        if title:
+            fig.suptitle(title, fontsize=11)
+    return fig
+
+
 def _atomic_savefig(fig: Figure, path: Path, fmt: str, **kw) -> Path:
-    # A fresh name (not mkstemp, whose 0600 mode would stick): the file gets the umask's mode.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, **kw)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["save", "load", "time_coord", "clean_attrs", "check_finite_result"]
+__all__ = ["save", "load", "time_coord", "clean_attrs", "check_finite_result", "atomic_path"]
 
 
 def time_coord(T: int, dt: float, time: Any = None, units: str = "bin") -> xr.DataArray:
@@ -69,23 +71,34 @@ def check_finite_result(ds: xr.Dataset, what: str, on_divergence: str = "raise")
     return ds
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    ``suffix`` ends the temporary name (for writers that insist on an extension).
+
+    A crash or an exception mid-write leaves ``path`` untouched (the temporary file is
+    removed), so readers never see a truncated file. The file gets the mode the umask gives.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{suffix}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` to netCDF atomically: to a temporary file beside ``path``, then rename.
 
     A crash mid-write never leaves a truncated file at ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return Path(path)
 
 
 def load(path: str | os.PathLike) -> xr.Dataset:

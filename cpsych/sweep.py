@@ -58,7 +58,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +68,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+
+from .results import atomic_path
 
 __all__ = ["Grid", "parse_values", "make_grid", "sweep", "chunk_plan", "STORE_VERSION"]
 
@@ -254,15 +255,8 @@ def _auto_chunk(batched, n_dev: int, n_axes: int, budget: int, sharding) -> int:
 
 
 def _atomic_write(path: Path, writer: Callable[[str], None], suffix: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path, suffix) as tmp:
+        writer(str(tmp))
 
 
 def _chunk_path(store: Path, i: int) -> Path:

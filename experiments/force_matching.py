@@ -374,7 +374,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import cpsych
-    from cpsych.plot_active import plot_active
+    from cpsych.plotting import plot_active
 
     out = Path(args.out)
     res = compute()
@@ -387,8 +387,7 @@ def run(args: argparse.Namespace) -> int:
         figs.append(_save(figure_false_inference(ds), out / "false_inference"))
         for name, tds in trial_datasets(res).items():
             fig = plot_active(tds, title=f"Force matching, {name} "
-                                         f"({tds.attrs['target_N']:g} N target)",
-                              channels=["proprioceptive", "somatosensory"])
+                                         f"({tds.attrs['target_N']:g} N target)")
             for ax, lab in zip(fig.axes[:4], ("sensation (N)", "force (N)", "cause (N/bin)",
                                               "action (a.u.)"), strict=True):
                 ax.set_ylabel(lab)

@@ -210,7 +210,7 @@ def plot_posner(ds: xr.Dataset):
 def plot_trial(trial: xr.Dataset, title: str):
     """The four-panel active-inference figure of one trial, adapted to a passive observer.
 
-    Panels (a)-(c) come from :func:`cpsych.plot_active.plot_active`: predicted sensations and
+    Panels (a)-(c) come from :func:`cpsych.plotting.plot_active`: predicted sensations and
     errors, the attention state, and the causes (targets and cue) with 90 % intervals against
     the display. Attention acts only through precision; its interval comes from the expected
     curvature of the log-precisions it sets. The world's states
@@ -218,21 +218,18 @@ def plot_trial(trial: xr.Dataset, title: str):
     left out of (b). The observer cannot act, so panel (d) shows the sensory log-precisions in
     force instead of action.
     """
-    from cpsych.plot_active import plot_active
+    from cpsych.plotting import panel_series, plot_active, style
 
     ds = trial.isel(process_state=[])
     fig = plot_active(ds, title=title)
-    fig.axes[1].set_title("(b) attention state (90 % interval)")
     ax = fig.axes[3]
-    size = fig.axes[0].get_xticklabels()[0].get_fontsize()
     ax.clear()
-    for i, ch in enumerate(ds["channel"].values):
-        ax.plot(ds["time"], ds["log_pi_y"].sel(channel=ch), color=f"C{i}", label=str(ch))
-    ax.set(title="(d) sensory log-precision (set by attention)", xlabel="time (ms)",
-           ylabel="log-precision")
-    ax.tick_params(labelsize=size)
-    ax.legend(fontsize=8, frameon=False)
-    ax.spines[["top", "right"]].set_visible(False)
+    with style():
+        fig.axes[1].set_title("attention state (belief)", loc="left")
+        panel_series(ax, ds, "log_pi_y", var="", title="sensory log-precision (set by attention)",
+                     ylabel="log-precision")
+        ax.text(-0.13, 1.06, "d", transform=ax.transAxes, fontsize=11, fontweight="bold",
+                va="bottom", ha="left")
     return fig
 
 
