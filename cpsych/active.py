@@ -34,14 +34,14 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from .energy import laplace_terms, split_u
-from .filtering import conditional_covariance, shift_operator
+from .energy import laplace_terms
+from .filtering import FilterOutput, filter_output, shift_operator
 from .filtering import init as filter_init
 from .gencoords import embed_series, smooth_noise, temporal_precision
 from .hdm import HDM, _as_vector, check_finite
+from .inversion import filter_dataset
 from .linearisation import phi_step
-from .results import check_finite_result, clean_attrs, time_coord
-from .version import __version__
+from .results import check_finite_result
 
 __all__ = ["Process", "ActiveOutput", "simulate", "simulate_core", "check_inputs"]
 
@@ -127,21 +127,27 @@ class Process:
 
 
 class ActiveOutput(NamedTuple):
-    """Per-bin outputs of an active-inference simulation (stacked over time)."""
+    """Per-bin outputs of an active-inference simulation (stacked over time).
+
+    The agent's side is the same :class:`~cpsych.filtering.FilterOutput` as inversion's; its
+    fields are also reachable directly (``out.x``, ``out.x_var``, ``out.F``, ...).
+    """
 
     x_process: jax.Array  # (n_xG,) true states
     v_process: jax.Array  # (n_vG,) true causes
     y: jax.Array  # (n_y,) sensory samples
     a: jax.Array  # (n_a,) action
-    x: jax.Array  # (n_x,) agent's expectations of states
-    v: jax.Array  # (n_v,)
-    x_var: jax.Array
-    v_var: jax.Array
-    pred: jax.Array  # (n_y + n_v,)
-    ev: jax.Array  # (n_y + n_v,)
-    ex: jax.Array  # (n_x,)
-    log_pi_v: jax.Array  # (n_y + n_v,) log-precisions in force
-    F: jax.Array
+    belief: FilterOutput  # the agent's expectations, errors, precisions and free energy
+
+    x = property(lambda self: self.belief.x)
+    v = property(lambda self: self.belief.v)
+    x_var = property(lambda self: jnp.diagonal(self.belief.x_cov, axis1=-2, axis2=-1))
+    v_var = property(lambda self: jnp.diagonal(self.belief.v_cov, axis1=-2, axis2=-1))
+    pred = property(lambda self: self.belief.pred)
+    ev = property(lambda self: self.belief.ev)
+    ex = property(lambda self: self.belief.ex)
+    log_pi_v = property(lambda self: self.belief.log_pi_v)
+    F = property(lambda self: self.belief.F)
 
 
 def _sensations(process: Process, n: int, xg: jax.Array, a: jax.Array, e: jax.Array):
@@ -246,16 +252,8 @@ def simulate_core(process: Process, model: HDM, e_gen: jax.Array, eta_gen: jax.A
             shifts.append(jnp.concatenate([es.ravel(), ts.ravel()]))
         bs = jnp.concatenate([q[None, :], jnp.stack(shifts) @ B.T], axis=0) if shifts else q[None]
         dz = phi_step(A, bs, model.dt)
-        S = conditional_covariance(c.H_gn)
-        xt, vt = split_u(model, u)
-        nxu = n * model.n_x
-        out = ActiveOutput(
-            x_process=xg, v_process=e[0, :process.n_v], y=Y[0], a=a, x=xt[0], v=vt[0],
-            x_var=jnp.diagonal(S)[: model.n_x],
-            v_var=jnp.diagonal(S)[nxu: nxu + model.n_v],
-            pred=c.errors.gv, ev=c.errors.ev[0], ex=c.errors.ex[0], log_pi_v=c.log_pi_v,
-            F=c.L + 0.5 * jnp.linalg.slogdet(c.H_gn)[1],
-        )
+        out = ActiveOutput(x_process=xg, v_process=e[0, :process.n_v], y=Y[0], a=a,
+                           belief=filter_output(model, u, c))
         new = (xg + dz[:nxg], u + dz[nxg:nxg + nu], a + dz[nxg + nu:])
         return new, out
 
@@ -363,43 +361,17 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
 
 def active_dataset(process: Process, model: HDM, out: ActiveOutput, time=None,
                    time_units: str = "bin", on_divergence: str = "raise") -> xr.Dataset:
-    """Wrap an :class:`ActiveOutput` as a labelled dataset."""
-    o = {k: np.asarray(v) for k, v in out._asdict().items()}
-    T = o["a"].shape[0]
-    n_y = process.n_y
+    """Wrap an :class:`ActiveOutput` as a labelled dataset: the agent's side as in
+    :func:`cpsych.invert` (with ``y`` the sensory samples), plus the world and action."""
     pxn, pvn, pan, pyn = process.names()
-    ds = xr.Dataset(
-        {
-            "x_process": (("time", "process_state"), o["x_process"],
-                          {"long_name": "true states of the process"}),
-            "v_process": (("time", "process_cause"), o["v_process"],
-                          {"long_name": "true causes of the process"}),
-            "y": (("time", "channel"), o["y"], {"long_name": "sensory samples"}),
-            "a": (("time", "action"), o["a"], {"long_name": "action"}),
-            "x": (("time", "state"), o["x"], {"long_name": "posterior expectation of states"}),
-            "x_var": (("time", "state"), o["x_var"], {"long_name": "conditional variance"}),
-            "v": (("time", "cause"), o["v"], {"long_name": "posterior expectation of causes"}),
-            "v_var": (("time", "cause"), o["v_var"], {"long_name": "conditional variance"}),
-            "y_pred": (("time", "channel"), o["pred"][:, :n_y],
-                       {"long_name": "prediction of sensations"}),
-            "eps_y": (("time", "channel"), o["ev"][:, :n_y],
-                      {"long_name": "sensory prediction error"}),
-            "v_pred": (("time", "cause"), o["pred"][:, n_y:],
-                       {"long_name": "prediction of causes"}),
-            "eps_v": (("time", "cause"), o["ev"][:, n_y:],
-                      {"long_name": "prediction error on causes"}),
-            "eps_x": (("time", "state"), o["ex"],
-                      {"long_name": "prediction error on the motion of states"}),
-            "log_pi_y": (("time", "channel"), o["log_pi_v"][:, :n_y],
-                         {"long_name": "sensory log-precision in force"}),
-            "F": ("time", o["F"], {"long_name": "free energy per bin (to minimise)",
-                                   "units": "nats"}),
-        },
-        coords={"time": time_coord(T, model.dt, time, time_units), "state": model.x_names,
-                "cause": model.v_names, "channel": pyn, "process_state": pxn,
-                "process_cause": pvn, "action": pan},
-        attrs=clean_attrs({"cpsych_version": __version__, "scheme": "active inference",
-                           **{f"model_{k}": v for k, v in model.settings().items()},
-                           "free_action": float(np.sum(o["F"]))}),
-    )
+    y = np.asarray(out.y).T
+    ds = filter_dataset(model, out.belief, y, time, time_units,
+                        {"scheme": "active inference"})
+    ds = ds.assign_coords(channel=pyn, process_state=pxn, process_cause=pvn, action=pan)
+    ds["y"].attrs["long_name"] = "sensory samples"
+    ds["x_process"] = (("time", "process_state"), np.asarray(out.x_process),
+                       {"long_name": "true states of the process"})
+    ds["v_process"] = (("time", "process_cause"), np.asarray(out.v_process),
+                       {"long_name": "true causes of the process"})
+    ds["a"] = (("time", "action"), np.asarray(out.a), {"long_name": "action"})
     return check_finite_result(ds, "active inference", on_divergence)

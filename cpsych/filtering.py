@@ -88,7 +88,8 @@ def init(model: HDM) -> FilterState:
     return FilterState(jnp.concatenate([xt.ravel(), vt.ravel()]))
 
 
-def _output(model: HDM, u: jax.Array, c: Curvature) -> FilterOutput:
+def filter_output(model: HDM, u: jax.Array, c: Curvature) -> FilterOutput:
+    """What is reported at one bin: zeroth orders, conditional covariances, errors, F."""
     nx, nv = model.n_x, model.n_v
     xt, vt = split_u(model, u)
     S = conditional_covariance(c.H_gn)
@@ -130,7 +131,7 @@ def step(model: HDM, state: FilterState, w: jax.Array, n_y: int):
     q, A, B, c = flow(model, state.u, w, n_y, Du)
     bs = jnp.concatenate([q[None, :], input_shifts(model, w, n_y) @ B.T], axis=0)
     du = phi_step(A, bs, model.dt)
-    return FilterState(state.u + du), _output(model, state.u, c)
+    return FilterState(state.u + du), filter_output(model, state.u, c)
 
 
 def run(model: HDM, y: jax.Array, eta: jax.Array | None = None) -> FilterOutput:

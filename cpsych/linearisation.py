@@ -19,7 +19,12 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 
-__all__ = ["phi_step", "local_linear_step"]
+__all__ = ["phi_step", "local_linear_step", "MAX_SQUARINGS"]
+
+#: Squarings allowed in the matrix exponential: enough for norms up to ~5e12 (precisions near
+#: exp(16) make the flow stiff). Under ``vmap`` every allowed squaring is computed, so this is
+#: also a cost; a step that needs more returns NaN, which is reported as a divergence.
+MAX_SQUARINGS = 40
 
 
 def phi_step(A: jax.Array, bs: jax.Array, dt: float) -> jax.Array:
@@ -30,7 +35,7 @@ def phi_step(A: jax.Array, bs: jax.Array, dt: float) -> jax.Array:
     top = jnp.concatenate([A * dt, W], axis=1)
     bottom = jnp.concatenate([jnp.zeros((p, m), A.dtype), jnp.eye(p, k=1, dtype=A.dtype)], axis=1)
     M = jnp.concatenate([top, bottom], axis=0)
-    return jsl.expm(M, max_squarings=64)[:m, -1]
+    return jsl.expm(M, max_squarings=MAX_SQUARINGS)[:m, -1]
 
 
 def local_linear_step(q: jax.Array, A: jax.Array, dt: float) -> jax.Array:

@@ -168,8 +168,8 @@ def compute(presets: dict | None = None, targets: Sequence[float] | None = None,
         "false_external_force": conf[np.arange(C), tc],
         "false_external_sign": np.sign(x_e[np.arange(C), tc]),
         # full self-generated trials per group and target (for the four-panel figures)
-        "trials": type(out1)(*[np.asarray(a[:G * K]).reshape((G, K) + a.shape[1:])
-                               for a in out1]),
+        "trials": jax.tree.map(lambda a: np.asarray(a[:G * K]).reshape((G, K) + a.shape[1:]),
+                               out1),
     }
 
 
@@ -270,7 +270,7 @@ def trial_datasets(res: dict, names: Sequence[str] = ("control", "schizophrenia"
     out = {}
     for name in names:
         g = GROUPS.index(name)
-        o = type(res["trials"])(*[a[g, k] for a in res["trials"]])
+        o = jax.tree.map(lambda a, g=g, k=k: a[g, k], res["trials"])
         ds = active_dataset(fm.process(), fm.model(fm.PRESETS[name]), o, res["time"])
         for v in ("x_process", "v_process", "x", "v", "y", "y_pred"):
             ds[v].attrs["units"] = "N"
