@@ -158,27 +158,6 @@ def test_force_reverse_mode_gradient():
     np.testing.assert_allclose(g, j, rtol=1e-6, atol=1e-10)
 
 
-def test_safe_eigh_repeated_eigenvalues():
-    """Derivative of the positive part V max(L,0) V' at a matrix with repeated eigenvalues."""
-    def pos(a):
-        lam, v = simulators.safe_eigh(a)
-        return (v * jnp.maximum(lam, 0.0)) @ v.T
-
-    a = jnp.diag(jnp.array([2.0, 0.0, 0.0, -1.0]))  # repeated zero eigenvalue
-    da = jnp.array([[0.1, 0.2, 0.0, 0.3], [0.2, 0.0, 0.1, 0.0], [0.0, 0.1, 0.0, 0.2],
-                    [0.3, 0.0, 0.2, 0.1]])
-    _, t = jax.jvp(pos, (a,), (da,))
-    assert np.all(np.isfinite(t))
-    # oracle: Daleckii-Krein divided differences in the eigenbasis (here the identity)
-    lam = np.array([2.0, 0.0, 0.0, -1.0])
-    f = np.maximum(lam, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dd = (f[:, None] - f[None, :]) / (lam[:, None] - lam[None, :])
-    dd[np.isnan(dd)] = 0.0
-    np.fill_diagonal(dd, (lam > 0).astype(float))
-    np.testing.assert_allclose(np.asarray(t), dd * np.asarray(da), atol=1e-12)
-
-
 @pytest.mark.slow
 def test_pursuit_gradient_matches_finite_differences():
     """Pursuit gains and RMS error w.r.t. the six log-precisions (smooth occluder gate)."""

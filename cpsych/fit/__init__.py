@@ -14,8 +14,7 @@ from __future__ import annotations
 import cpsych  # noqa: F401  (float64)
 
 from .data import DataError, load_eye_tracking, load_force_matching, load_spem
-from .force import (default_emulator, fit_force_matching, map_force_matching,
-                    synthetic_force_data)
+from .force import default_emulator, fit_force_matching, map_force_matching, synthetic_force_data
 from .infer import Fit, MapResult, load_fit, map_estimate, sample_nuts, summarise
 from .models import ForceData, ForcePriors, force_data, force_matching_model
 from .simulators import Emulator, build_emulator, force_grid, force_trial, matched_table

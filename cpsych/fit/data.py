@@ -86,9 +86,6 @@ def _read(path: str | Path) -> tuple[Path, list[str], list[tuple[int, list[str]]
             if not row or all(not c.strip() for c in row):
                 raise DataError(path, "empty line (every line must hold one row; rows are "
                                       "never skipped)", line)
-            if len(row) != len(header):
-                raise DataError(path, f"expected {len(header)} cells (as in the header), "
-                                      f"found {len(row)}", line)
             rows.append((line, [c.strip() for c in row]))
     if not rows:
         raise DataError(path, "no data rows after the header", 1)
@@ -101,14 +98,22 @@ def _check_columns(path: Path, header: list[str], required: Sequence[str],
     if dup:
         raise DataError(path, f"duplicated column(s) {dup} in the header", 1, dup[0])
     missing = [c for c in required if c not in header]
-    if missing:
-        col = missing[0]
-        unknown = [h for h in header if h not in required and h not in optional]
-        close = difflib.get_close_matches(col, unknown, n=1, cutoff=0.6)
-        hint = (f"; found '{close[0]}' instead (misspelt?)" if close else
-                f"; the header has {header}")
-        raise DataError(path, f"required column missing (expected columns "
-                              f"{list(required)}){hint}", 1, col)
+    if not missing:
+        return
+    col = missing[0]
+    unknown = [h for h in header if h not in required and h not in optional]
+    close = difflib.get_close_matches(col, unknown, n=1, cutoff=0.6)
+    hint = (f"; found '{close[0]}' instead (misspelt?)" if close else
+            f"; the header has {header}")
+    raise DataError(path, f"required column missing (expected columns "
+                          f"{list(required)}){hint}", 1, col)
+
+
+def _check_widths(path: Path, header: list[str], rows: list[tuple[int, list[str]]]) -> None:
+    for line, row in rows:
+        if len(row) != len(header):
+            raise DataError(path, f"expected {len(header)} cells (as in the header), "
+                                  f"found {len(row)}", line)
 
 
 def _number(path: Path, line: int, column: str, cell: str, allow_empty: bool = False) -> float:
@@ -152,6 +157,7 @@ def load_force_matching(path: str | Path, groups: Sequence[str] | None = None,
     """
     path, header, rows = _read(path)
     _check_columns(path, header, FORCE_COLUMNS)
+    _check_widths(path, header, rows)
     idx = {h: i for i, h in enumerate(header)}
     extra = [h for h in header if h not in FORCE_COLUMNS]
     labels: dict[str, list[str]] = {c: [] for c in ("participant", "group", "condition")}
@@ -243,6 +249,7 @@ def load_eye_tracking(path: str | Path, condition: str | None = None) -> xr.Data
     """
     path, header, rows = _read(path)
     _check_columns(path, header, EYE_REQUIRED, EYE_OPTIONAL)
+    _check_widths(path, header, rows)
     known = [h for h in header if h in EYE_REQUIRED or h in EYE_OPTIONAL]
     idx = {h: i for i, h in enumerate(header)}
     cols: dict[str, list[float]] = {h: [] for h in known}

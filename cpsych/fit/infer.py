@@ -83,7 +83,7 @@ def map_estimate(model: Callable, *args: Any, steps: int = 300, seed: int = 0,
             updates, state = opt.update(grad, state, z, value=value, grad=grad,
                                         value_fn=potential)
             z = optax.apply_updates(z, updates)
-            gnorm = optax.tree_utils.tree_l2_norm(grad)
+            gnorm = optax.tree_utils.tree_norm(grad)
             return z, state, it + 1, gnorm, hist.at[it].set(value)
 
         def cond(carry):
