@@ -282,3 +282,20 @@ def test_cli_fit(tmp_path):
     args = parser.parse_args([str(bad), "--out", str(tmp_path)])
     with pytest.raises(D.DataError, match="column 'matched'"):
         cli.run(args)
+
+
+@pytest.mark.slow
+def test_pursuit_fit_to_real_data_runs_and_improves():
+    """The real eye-tracking fit end to end, with a few L-BFGS steps (SPEC 7)."""
+    from experiments import fit_pursuit as fp
+
+    data = fp.prepare_data()
+    res = fp.fit(data, steps=4, n_predictive=4)
+    assert res["history"][-1] < res["history"][0]  # the fit moved downhill
+    assert np.all(np.isfinite(res["cov"])) and np.all(np.linalg.eigvalsh(res["cov"]) > 0)
+    ds = fp.results_dataset(data, res)
+    assert set(ds["condition"].values) == {"slow_smooth", "slow_noisy", "fast_smooth",
+                                           "fast_noisy"}
+    assert np.all(np.isfinite(ds["gain"].sel(source="data").values))
+    ci = ds["interval90"].transpose("parameter", "bound").values
+    assert np.all(ci[:, 0] < ci[:, 1])
