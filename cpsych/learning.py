@@ -4,7 +4,7 @@ DEM's E-step (parameters ``theta``) and M-step (log-precisions ``h, gamma``) min
 action, the time integral of the Laplace free energy, under Gaussian priors (SPEC 3). cpsych
 uses the same generalised-filtering core as inversion: the free action of a filter run is a
 differentiable function of every number in the model, so the E- and M-steps become one
-quasi-Newton descent (``optax.lbfgs``) on
+quasi-Newton descent (:func:`cpsych.optimise.lbfgs`) on
 
     A(p) = sum_t F_t(p) + 1/2 (p - p_E)' inv(C_p) (p - p_E),
 
@@ -20,13 +20,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import xarray as xr
 from jax.flatten_util import ravel_pytree
 
 from . import filtering
 from .hdm import HDM
 from .inversion import check_data, invert
+from .optimise import lbfgs
 
 __all__ = ["free_action", "learn", "LearnResult"]
 
@@ -94,30 +94,12 @@ def learn(build: Callable[[Any], HDM], y: Any, params0: Any, *, prior_mean: Any 
         prior = 0.5 * jnp.sum((p - pm) ** 2 / pv)
         return free_action(model, y, eta_arr) + prior
 
-    opt = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(objective)
-
-    @jax.jit
-    def step(p, state):
-        value, grad = value_and_grad(p, state=state)
-        updates, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=objective)
-        return optax.apply_updates(p, updates), state, value, jnp.linalg.norm(grad)
-
-    p, state = flat0, opt.init(flat0)
-    history, converged = [], False
-    for _ in range(max_iter):
-        p, state, value, gnorm = step(p, state)
-        history.append(float(value))
-        if not np.isfinite(history[-1]):
-            raise FloatingPointError("learn: the free action became non-finite; start closer "
-                                     "to plausible values or tighten the priors")
-        if float(gnorm) < tol:
-            converged = True
-            break
+    res = lbfgs(objective, flat0, max_iter=max_iter, tol=tol)
+    p, converged = res.x, res.converged
     H = jax.hessian(objective)(p)
     cov = np.linalg.inv(np.asarray(H))
     params = unravel(p)
     sd = unravel(jnp.sqrt(jnp.clip(jnp.diagonal(jnp.asarray(cov)), 0)))
     posterior = invert(build(params), np.asarray(y), eta)
     posterior.attrs["learned_free_action"] = float(objective(p))
-    return LearnResult(params, cov, sd, np.asarray(history), posterior, converged)
+    return LearnResult(params, cov, sd, res.history, posterior, converged)

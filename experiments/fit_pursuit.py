@@ -273,30 +273,19 @@ def fit(data: xr.Dataset, steps: int = 60, n_predictive: int = 40, seed: int = 0
     """
     import jax
     import jax.numpy as jnp
-    import optax
+
+    from cpsych.optimise import lbfgs
 
     loss, traces = make_loss(data)
-    opt = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(loss)
-
-    @jax.jit
-    def step(theta, state):
-        value, g = value_and_grad(theta, state=state)
-        updates, state = opt.update(g, state, theta, value=value, grad=g, value_fn=loss)
-        return optax.apply_updates(theta, updates), state, value, optax.tree_utils.tree_norm(g)
-
-    theta = jnp.asarray(PRIOR_MEAN)
-    state = opt.init(theta)
     t0 = time.perf_counter()
-    history = []
-    for _ in range(steps):
-        theta, state, value, gnorm = step(theta, state)
-        history.append(float(value))
+
+    def report(it, value, gnorm):
         if verbose:
-            print(f"    L-BFGS {len(history):3d}: -log posterior {float(value):.3f}, "
-                  f"|grad| {float(gnorm):.2e} ({time.perf_counter() - t0:.0f} s)", flush=True)
-        if float(gnorm) < 1e-3:
-            break
+            print(f"    L-BFGS {it + 1:3d}: -log posterior {value:.3f}, |grad| {gnorm:.2e} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    res = lbfgs(loss, jnp.asarray(PRIOR_MEAN), max_iter=steps, tol=1e-3, callback=report)
+    theta, history = res.x, list(res.history)
     t_map = time.perf_counter() - t0
     t0 = time.perf_counter()
     H = np.asarray(jax.jit(jax.jacfwd(jax.grad(loss)))(theta))

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import xarray as xr
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_value
 from numpyro.infer.util import initialize_model
+
+from ..optimise import lbfgs
+from ..results import atomic_path
 
 __all__ = ["MapResult", "Fit", "map_estimate", "sample_nuts", "summarise", "load_fit",
            "GROUPS"]
@@ -71,33 +71,10 @@ def map_estimate(model: Callable, *args: Any, steps: int = 300, seed: int = 0,
                             model_kwargs=kwargs, init_strategy=strategy)
     z0 = info.param_info.z
     potential = info.potential_fn
-    opt = optax.lbfgs()
-
-    @jax.jit
-    def run(z):
-        value_and_grad = optax.value_and_grad_from_state(potential)
-
-        def step(carry):
-            z, state, it, _, hist = carry
-            value, grad = value_and_grad(z, state=state)
-            updates, state = opt.update(grad, state, z, value=value, grad=grad,
-                                        value_fn=potential)
-            z = optax.apply_updates(z, updates)
-            gnorm = optax.tree_utils.tree_norm(grad)
-            return z, state, it + 1, gnorm, hist.at[it].set(value)
-
-        def cond(carry):
-            _, _, it, gnorm, _ = carry
-            return (it < steps) & (gnorm > tol)
-
-        init_carry = (z, opt.init(z), 0, jnp.inf, jnp.full(steps, jnp.nan))
-        z, _, it, gnorm, hist = jax.lax.while_loop(cond, step, init_carry)
-        return z, it, gnorm, hist
-
-    z, it, gnorm, hist = run(z0)
+    res = lbfgs(potential, z0, max_iter=steps, tol=tol)
+    z, hist, gnorm = res.x, res.history, res.grad_norm
     values = info.postprocess_fn(z)
     values = {k: np.asarray(v) for k, v in values.items()}
-    hist = np.asarray(hist)[: int(it)]
     return MapResult(values, z, hist, time.perf_counter() - t0,
                      bool(np.isfinite(gnorm) and gnorm <= max(tol, 1e-3)))
 
@@ -147,18 +124,10 @@ class Fit:
     def save(self, path: str | os.PathLike) -> Path:
         """One netCDF file, one group per dataset (atomic: temporary file, then rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             for i, g in enumerate(GROUPS):
                 _clean(getattr(self, g)).to_netcdf(tmp, mode="w" if i == 0 else "a", group=g,
                                                    engine="netcdf4")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
         return path
 
 
