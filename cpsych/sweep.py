@@ -266,7 +266,7 @@ def _chunk_path(store: Path, i: int) -> Path:
 def sweep(fn: SimFn, grid: Grid, readouts: Sequence[str] | Mapping[str, Mapping[str, Any]],
           *, store: str | os.PathLike | None = None, chunk_size: int | None = None,
           memory_budget: float = 2e9, devices: Sequence[jax.Device] | None = None,
-          host_index: int = 0, host_count: int = 1, merge: bool = True,
+          host_index: int | None = None, host_count: int | None = None, merge: bool = True,
           compute: bool = True, progress: bool = False, key: int = 0, max_abs: float = 1e8,
           description: str = "", attrs: Mapping[str, Any] | None = None,
           coords: Mapping[str, Any] | None = None,
@@ -284,9 +284,11 @@ def sweep(fn: SimFn, grid: Grid, readouts: Sequence[str] | Mapping[str, Mapping[
         ``None`` keeps everything in memory.
     chunk_size : grid points per vmapped call (rounded up to a multiple of the number of
         devices); default: sized to ``memory_budget`` bytes, or the stored sweep's size.
-    devices : JAX devices to shard each chunk over (default: all).
+    devices : JAX devices to shard each chunk over (default: this process's local devices).
     host_index, host_count : compute only chunks ``host_index, host_index + host_count, ...``
-        (several hosts or processes filling one store).
+        (several hosts or processes filling one store). Default: under ``jax.distributed``
+        (after ``jax.distributed.initialize()``), this process's ``jax.process_index()`` of
+        ``jax.process_count()``; otherwise 0 of 1.
     merge : merge the store into ``sweep.nc`` when every chunk is present.
     compute : ``False`` computes nothing (merge only).
     progress : show a tqdm progress bar (simulations per second, time remaining).
@@ -317,10 +319,14 @@ def sweep(fn: SimFn, grid: Grid, readouts: Sequence[str] | Mapping[str, Mapping[
         raise ValueError("readouts: name at least one read-out to keep")
     if "diverged" in meta:
         raise ValueError("readouts: 'diverged' is reserved for the divergence flag")
+    if host_index is None and host_count is None:
+        host_index, host_count = jax.process_index(), jax.process_count()
+    host_index = 0 if host_index is None else host_index
+    host_count = 1 if host_count is None else host_count
     if not (0 <= host_index < host_count):
         raise ValueError(f"host_index: expected 0 <= host_index < host_count={host_count}, "
                          f"got {host_index}")
-    devices = list(jax.devices() if devices is None else devices)
+    devices = list(jax.local_devices() if devices is None else devices)
     n_dev = len(devices)
     _check_openblas(n_dev)
     names = tuple(grid.axes)

@@ -62,9 +62,20 @@ GATE_SLOPE: float | None = None  # hard step in the agent (see the module docstr
 AMPLITUDE_PX = 600.0
 VEL_UNITS_PER_PX_MS = 21.6  # recorded velocity units per px/ms (data README)
 PARAMS = ("retina", "retina_noisy", "retina_fast", "state2", "state2_noisy", "state2_fast",
-          "log_sigma")
-PRIOR_MEAN = np.array([4.0, 0.0, 0.0, 4.0, 0.0, 0.0, np.log(0.02)])
-PRIOR_SD = np.array([1.0, np.sqrt(0.5), np.sqrt(0.5), 1.0, np.sqrt(0.5), np.sqrt(0.5), 1.0])
+          "cause_gain", "cause_gain_noisy", "cause_gain_fast",
+          "hidden_gain", "hidden_gain_noisy", "hidden_gain_fast",
+          "target_gain", "hidden_target_gain", "damping", "target_rate", "log_sigma")
+_H = np.sqrt(0.5)
+PRIOR_MEAN = np.array([4.0, 0.0, 0.0, 4.0, 0.0, 0.0,  # log-precisions
+                       0.0, 0.0, 0.0, 0.0, 0.0, 0.0,  # cause gains (log), visible / hidden
+                       0.0, 0.0, 0.0, 0.0,  # target gain, its hidden change, damping, rate
+                       np.log(0.02)])
+PRIOR_SD = np.array([1.0, _H, _H, 1.0, _H, _H,
+                     1.0, _H, _H, 1.0, _H, _H,
+                     1.0, 1.0, 1.0, 1.0,
+                     1.0])
+KINETIC = ("cause_gain", "hidden_gain", "target_gain", "hidden_target_gain", "damping",
+           "target_rate")  # the agent's level-1 kinetic parameters (keys of its theta)
 
 
 # ----------------------------------------------------------------------------- data
@@ -169,7 +180,12 @@ def _templates(T: int):
         return _sensations(x[0], x[1], x[2], None)
 
     def f1(x, v, th):
-        return jnp.stack([x[1], (v[0] - x[0]) / 4 - x[1] / 2, v[0] - x[2]])
+        occ = _occluded(x[2], GATE_SLOPE)  # believed target hidden
+        g_cause = jnp.exp(th["cause_gain"] + occ * th["hidden_gain"])
+        g_target = th["target_gain"] * jnp.exp(occ * th["hidden_target_gain"])
+        acc = (g_cause * (v[0] - x[0]) + g_target * (x[2] - x[0])) / 4 \
+            - jnp.exp(th["damping"]) * x[1] / 2
+        return jnp.stack([x[1], acc, jnp.exp(th["target_rate"]) * (v[0] - x[2])])
 
     def g1(x, v, th):
         return _sensations(x[0], x[1], x[2], GATE_SLOPE)
@@ -182,7 +198,8 @@ def _templates(T: int):
 
     proc = Process(f=pf, g=pg, n_x=3, n_v=1, n_a=1, log_pi_z=16.0, log_pi_w=16.0,
                    y_names=P.Y_NAMES)
-    l1 = Level(g=g1, f=f1, n_x=3, n_v=1, log_pi_z=4.0, log_pi_w=4.0)
+    l1 = Level(g=g1, f=f1, n_x=3, n_v=1, log_pi_z=4.0, log_pi_w=4.0,
+               theta={k: np.asarray(0.0) for k in KINETIC})
     l2 = Level(g=g2, f=f2, n_x=2, n_v=1, log_pi_z=4.0, log_pi_w=4.0)
     mod = HDM(levels=(l1, l2), eta=8 * P.W, log_pi_eta=4.0, n=5, d=2, s=0.5)
     proc, mod, _, _, _ = active.check_inputs(proc, mod, np.zeros((1, T)), np.zeros((1, T)),
@@ -199,8 +216,11 @@ def cause(T: int = FIX + BINS) -> np.ndarray:
     return np.where(t < 0, 1.0, c)
 
 
-def simulate_condition(retina, state2, templates, v):
-    """Eye velocity and target angle (normalised units, per bin) for one condition (pure JAX)."""
+def simulate_condition(retina, state2, kinetic, templates, v):
+    """Eye velocity and target angle (normalised units, per bin) for one condition (pure JAX).
+
+    ``kinetic`` holds the agent's six level-1 kinetic parameters in the order of ``KINETIC``.
+    """
     import dataclasses
 
     import jax.numpy as jnp
@@ -213,7 +233,8 @@ def simulate_condition(retina, state2, templates, v):
     l1, l2 = mod.levels
     n_y = l1.log_pi_z.shape[0]
     lz1 = jnp.concatenate([jnp.full(2, 4.0), jnp.full(n_y - 2, 1.0) * retina])
-    l1 = dataclasses.replace(l1, log_pi_z=lz1)
+    l1 = dataclasses.replace(l1, log_pi_z=lz1,
+                             theta={k: kinetic[i] for i, k in enumerate(KINETIC)})
     l2 = dataclasses.replace(l2, log_pi_w=jnp.full(2, 1.0) * state2)
     mod = dataclasses.replace(mod, levels=(l1, l2))
     T = v.shape[0]
@@ -229,12 +250,16 @@ def design() -> np.ndarray:
     return np.array([[1.0, "noisy" in c, "fast" in c] for c in CONDITIONS])
 
 
-def condition_precisions(theta):
-    """Per-condition (retina, state2) log-precisions from the 7 parameters."""
+def condition_parameters(theta):
+    """Per-condition (retina, state2) log-precisions and (condition, 6) kinetic parameters."""
     import jax.numpy as jnp
 
     X = jnp.asarray(design())
-    return X @ theta[0:3], X @ theta[3:6]
+    n = X.shape[0]
+    kin = jnp.stack([X @ theta[6:9], X @ theta[9:12], jnp.full(n, theta[12]),
+                     jnp.full(n, theta[13]), jnp.full(n, theta[14]), jnp.full(n, theta[15])],
+                    axis=1)
+    return X @ theta[0:3], X @ theta[3:6], kin
 
 
 def make_loss(data: xr.Dataset):
@@ -250,15 +275,15 @@ def make_loss(data: xr.Dataset):
     n_obs = float(mask.sum())
 
     def traces(theta):
-        r, s = condition_precisions(theta)
-        e, x = jax.vmap(simulate_condition, in_axes=(0, 0, None, None))(r, s, tmpl, v)
+        r, s, k = condition_parameters(theta)
+        e, x = jax.vmap(simulate_condition, in_axes=(0, 0, 0, None, None))(r, s, k, tmpl, v)
         return e[:, FIX:], x[:, FIX:]
 
     def loss(theta):
         e, _ = traces(theta)
-        sigma = jnp.exp(theta[6])
+        sigma = jnp.exp(theta[-1])
         sse = jnp.sum(mask * (jnp.asarray(eye) - e) ** 2)
-        nll = 0.5 * sse / sigma**2 + n_obs * theta[6]
+        nll = 0.5 * sse / sigma**2 + n_obs * theta[-1]
         prior = 0.5 * jnp.sum(((theta - PRIOR_MEAN) / PRIOR_SD) ** 2)
         return nll + prior
 
@@ -299,7 +324,7 @@ def fit(data: xr.Dataset, steps: int = 60, n_predictive: int = 40, seed: int = 0
     draws = theta + rng.standard_normal((n_predictive, theta.size)) @ L.T
     tr_j = jax.jit(jax.vmap(traces))
     e_pp, _ = tr_j(jnp.asarray(draws))
-    e_pp = np.asarray(e_pp) + np.exp(draws[:, 6])[:, None, None] * rng.standard_normal(
+    e_pp = np.asarray(e_pp) + np.exp(draws[:, -1])[:, None, None] * rng.standard_normal(
         np.shape(e_pp))
     e_map, x_map = (np.asarray(a) for a in jax.jit(traces)(jnp.asarray(theta)))
     return {"theta": theta, "cov": cov, "history": np.asarray(history), "t_map": t_map,

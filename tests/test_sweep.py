@@ -237,3 +237,39 @@ def test_force_matching_sweep_equals_experiment():
                                res.overcompensation.sel(group="control").values, rtol=1e-8)
     assert float(ctl.illusion) > 0  # the illusion: self-generated forces exceed matched ones
     assert fm.PRESETS["control"].h == 6.0
+
+
+DIST_SCRIPT = """
+import sys, numpy as np, jax
+jax.distributed.initialize(coordinator_address="127.0.0.1:" + sys.argv[1], num_processes=2,
+                           process_id=int(sys.argv[2]), local_device_ids=[0])
+import cpsych
+from cpsych.sweep import make_grid, sweep
+{toy}
+st = {{}}
+ds = sweep(toy, make_grid({{"a": "0:1:7", "b": [2.0, 3.0]}}), ["y"], store=sys.argv[3],
+           chunk_size=3, stats=st, progress=False)
+print("computed", st["computed"], "index", jax.process_index(), "of", jax.process_count())
+"""
+
+
+def test_jax_distributed_processes_fill_one_store(tmp_path):
+    """Two processes under jax.distributed (a coordinator on loopback) each take their slice
+    of the grid from jax.process_index(); the merged store equals a single-process sweep."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    store = tmp_path / "store"
+    procs = [subprocess.Popen([sys.executable, "-c", DIST_SCRIPT.format(toy=TOY), port, str(i),
+                               str(store)], env=_env(1), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    assert "computed [0, 2, 4] index 0 of 2" in outs[0][0]
+    assert "computed [1, 3] index 1 of 2" in outs[1][0]
+    merged = xr.open_dataset(store / "sweep.nc").load()
+    single = sweep(toy, make_grid({"a": "0:1:7", "b": [2.0, 3.0]}), ["y"], chunk_size=3)
+    np.testing.assert_array_equal(merged["y"].values, single["y"].values)
