@@ -265,6 +265,17 @@ def panel_free_energy(ax: Axes, ds: xr.Dataset, *, title: str = "free energy",
     return ax
 
 
+def _four_axes(ax: Sequence[Axes] | np.ndarray | None) -> tuple[Figure, list[Axes]]:
+    """Four Axes to draw into: the given ones (any shape, row-major) or a new 2 x 2 figure."""
+    if ax is None:
+        fig = Figure(figsize=(7.2, 5.4), layout="constrained")
+        return fig, list(fig.subplots(2, 2).ravel())
+    axes = list(np.asarray(ax, dtype=object).ravel())
+    if len(axes) != 4:
+        raise ValueError(f"ax: expected 4 Axes, got {len(axes)}")
+    return axes[0].figure, axes
+
+
 def _letter(ax: Axes, letter: str) -> None:
     ax.text(-0.13, 1.06, letter, transform=ax.transAxes, fontsize=11, fontweight="bold",
             va="bottom", ha="left")
@@ -295,14 +306,7 @@ def plot_inversion(ds: xr.Dataset, truth: Any = None,
         Save it with :func:`save_figure`.
     """
     with style():
-        if ax is None:
-            fig = Figure(figsize=(7.2, 5.4), layout="constrained")
-            axes = list(fig.subplots(2, 2).ravel())
-        else:
-            axes = list(np.asarray(ax, dtype=object).ravel())
-            if len(axes) != 4:
-                raise ValueError(f"ax: expected 4 Axes, got {len(axes)}")
-            fig = axes[0].figure
+        fig, axes = _four_axes(ax)
         panel_predictions(axes[0], ds, data=data)
         panel_states(axes[1], ds, truth)
         panel_causes(axes[2], ds, truth)
@@ -341,14 +345,7 @@ def plot_active(ds: xr.Dataset, title: str | None = None,
     ax : four Axes to draw into; default a new figure.
     """
     with style():
-        if ax is None:
-            fig = Figure(figsize=(7.2, 5.4), layout="constrained")
-            axes = list(fig.subplots(2, 2).ravel())
-        else:
-            axes = list(np.asarray(ax, dtype=object).ravel())
-            if len(axes) != 4:
-                raise ValueError(f"ax: expected 4 Axes, got {len(axes)}")
-            fig = axes[0].figure
+        fig, axes = _four_axes(ax)
         panel_predictions(axes[0], ds, title="predicted sensations and errors",
                           ylabel="sensation (a.u.)")
         panel_states(axes[1], ds, title="hidden states (beliefs)")
