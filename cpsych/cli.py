@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-
-# Single-threaded OpenBLAS: JAX's small LAPACK calls cost a flat ~16 ms with more threads
-# (SPEC section 8). Only the command line sets this, before NumPy or JAX load.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from types import ModuleType
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "convolution": ("experiments.convolution",
@@ -47,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
+
+
+def module_main(module: ModuleType, argv: list[str] | None = None) -> int:
+    """``python -m experiments.<name>``: the experiment's own parser and ``run``."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module.__spec__.name}",
+                                     description=(module.__doc__ or "").strip())
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(argv)) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

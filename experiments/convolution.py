@@ -24,6 +24,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from cpsych.cli import module_main
+
 __all__ = ["add_arguments", "run", "main", "load_reference", "invert_reference"]
 
 DEFAULT_OUT = "results/convolution"
@@ -98,10 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.convolution",
-                                     description=__doc__.strip())
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return module_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from cpsych.cli import module_main
+
 __all__ = ["add_arguments", "run", "main", "plot_traces", "plot_densities", "plot_predictive",
            "make_example"]
 
@@ -295,10 +297,7 @@ def make_example(path: Path = EXAMPLE, truth: Path = TRUTH, seed: int = 2024) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.fit_force_matching",
-                                     description=__doc__.strip())
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return module_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

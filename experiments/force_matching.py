@@ -30,6 +30,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from cpsych.cli import module_main
+
 __all__ = ["GROUPS", "CASES", "H_SWEEP", "SHERGILL_2003", "add_arguments", "run", "main",
            "compute", "results_dataset", "trial_datasets"]
 
@@ -417,10 +419,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.force_matching",
-                                     description=__doc__.strip())
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return module_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from cpsych.cli import module_main
+
 __all__ = ["add_arguments", "run", "main", "posner_results", "plot_posner", "plot_trial"]
 
 DEFAULT_OUT = "results/posner"
@@ -275,10 +277,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.posner",
-                                     description=__doc__.strip())
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return module_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from cpsych.cli import module_main
+
 __all__ = ["add_arguments", "run", "main", "run_experiment", "load_human", "plot_traces",
            "plot_human"]
 
@@ -299,9 +301,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return module_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
