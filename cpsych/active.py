@@ -341,6 +341,9 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
         Log-precision of the prior pulling action to zero (SPEC: ``-2``).
     noise : bool
         Draw the process noise (at its precisions); ``False`` for a deterministic world.
+    on_divergence : {"raise", "flag"}
+        Non-finite values raise ``FloatingPointError`` (naming variable and time) or set
+        ``attrs["diverged"] = 1``.
 
     Returns
     -------
@@ -356,7 +359,7 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
     e_gen = exogenous(process, model, causes, key, noise)
     eta_gen = embed_series(jnp.asarray(priors), model.d, model.dt)
     out = simulate_jit(process, model, e_gen, eta_gen, jnp.asarray(mask), kappa_a, log_pi_a)
-    return active_dataset(process, model, out, time, time_units)
+    return active_dataset(process, model, out, time, time_units, on_divergence)
 
 
 def active_dataset(process: Process, model: HDM, out: ActiveOutput, time=None,

@@ -158,3 +158,13 @@ def test_sensory_attenuation_lets_an_agent_move():
     assert still < 0.25  # precise proprioception: the intention is explained away
     assert moving > 0.8 and moving > 3 * still  # attenuated: the agent acts on it
     assert pi_still == 8.0 and pi_moving < 8.0 - 3.0  # precision fell during the movement
+
+
+def test_diverging_world_is_reported():
+    boom = cpsych.Process(f=lambda x, v, a, th: 60.0 * x + 1.0, g=lambda x, v, a, th: x,
+                          n_x=1, n_v=0, n_a=1)
+    _, model, priors = reaching(T=64)
+    with pytest.raises(FloatingPointError, match="active inference diverged"):
+        cpsych.simulate(boom, model, None, priors, noise=False)
+    ds = cpsych.simulate(boom, model, None, priors, noise=False, on_divergence="flag")
+    assert ds.attrs["diverged"] == 1
