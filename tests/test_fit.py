@@ -299,3 +299,20 @@ def test_pursuit_fit_to_real_data_runs_and_improves():
     assert np.all(np.isfinite(ds["gain"].sel(source="data").values))
     ci = ds["interval90"].transpose("parameter", "bound").values
     assert np.all(ci[:, 0] < ci[:, 1])
+    assert ds["kinetic_parameter"].shape == (4, len(fp.KINETIC))
+    # the kinetic parameters can produce the human pattern (visible gain < 1, occluded gain
+    # ~0.35, data 0.34-0.39), which no setting of the precisions alone reaches (occluded gain
+    # > 0.9): at the prior mean (SPEC 5.5's kinetics) the occluded gain is ~1.15; with the
+    # eye's gain toward the believed cause exp(0.5), cut by exp(-1) while the believed target
+    # is hidden, and damping exp(1.5), it is ~0.33 (visible ~0.64)
+    _, traces = fp.make_loss(data)
+    tv, occ = data["target_velocity"].values, data["occluded"].values
+    pattern = fp.PRIOR_MEAN.copy()
+    for name, value in {"cause_gain": 0.5, "hidden_gain": -1.0, "damping": 1.5}.items():
+        pattern[fp.PARAMS.index(name)] = value
+    for theta, (vis_lo, vis_hi), (occ_lo, occ_hi) in [
+            (fp.PRIOR_MEAN, (0.85, 1.05), (1.0, 1.3)), (pattern, (0.5, 0.8), (0.2, 0.45))]:
+        eye = np.asarray(jax.jit(traces)(jnp.asarray(theta))[0])
+        for i in range(len(fp.CONDITIONS)):
+            g_vis, g_occ = fp.gains(eye[i], tv[i], occ[i])
+            assert vis_lo < g_vis < vis_hi and occ_lo < g_occ < occ_hi, (theta, g_vis, g_occ)
