@@ -352,17 +352,12 @@ def figure_false_inference(ds: xr.Dataset):
 
 
 def _save(fig, stem: Path) -> tuple[Path, Path]:
+    """Write PDF and PNG atomically, then release the pyplot figure."""
     import matplotlib.pyplot as plt
 
-    try:
-        from cpsych.plotting import save_figure
-    except ImportError:  # pragma: no cover - plotting module not installed
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(f"{stem}.pdf")
-        fig.savefig(f"{stem}.png", dpi=200)
-        paths = (Path(f"{stem}.pdf"), Path(f"{stem}.png"))
-    else:
-        paths = save_figure(fig, stem)
+    from cpsych.plotting import save_figure
+
+    paths = save_figure(fig, stem)
     plt.close(fig)
     return paths
 
