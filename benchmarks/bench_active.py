@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 
 import cpsych  # noqa: E402
 from cpsych import active  # noqa: E402
-from models import posner  # noqa: E402
+from cpsych.models import posner  # noqa: E402
 
 TARGETS = {"per_trial_ms": 10.0, "compile_s": 15.0}
 T = 32

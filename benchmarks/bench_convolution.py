@@ -45,8 +45,8 @@ import numpy as np  # noqa: E402
 
 import cpsych  # noqa: E402
 from cpsych import filtering  # noqa: E402
-from experiments.convolution import load_reference  # noqa: E402
-from models import convolution  # noqa: E402
+from cpsych.experiments.convolution import load_reference  # noqa: E402
+from cpsych.models import convolution  # noqa: E402
 
 TARGETS = {"per_inversion_ms": 5.0, "compile_s": 10.0, "batched_per_s": 300.0}
 

@@ -45,8 +45,8 @@ SIMS_PER_POINT = 6
 def bench_warm(repeat: int) -> dict[str, float]:
     import jax
 
-    from experiments import force_matching as ef
-    from models import force_matching as fm
+    from cpsych.experiments import force_matching as ef
+    from cpsych.models import force_matching as fm
 
     t0 = time.perf_counter()
     ef.compute()
@@ -75,7 +75,7 @@ def bench_warm(repeat: int) -> dict[str, float]:
 
 
 def bench_sweep(full: bool) -> dict[str, float]:
-    from experiments.sweep_cli import run_sweep
+    from cpsych.experiments.sweep_cli import run_sweep
 
     grid = {"h": "2:8:8", "prior": "4:8:16"}
     best = {}

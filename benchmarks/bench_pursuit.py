@@ -40,7 +40,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import cpsych  # noqa: E402, F401  (float64)
-from models import pursuit as P  # noqa: E402
+from cpsych.models import pursuit as P  # noqa: E402
 
 TARGETS = {"per_simulation_ms": 50.0, "cold_experiment_s": 30.0}
 

@@ -19,7 +19,7 @@ import time  # noqa: E402
 import jax  # noqa: E402
 
 import cpsych  # noqa: E402,F401
-from experiments.sweep_cli import run_sweep  # noqa: E402
+from cpsych.experiments.sweep_cli import run_sweep  # noqa: E402
 
 
 def _rate(name, grid, readouts, chunk, sims_per_point):

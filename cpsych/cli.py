@@ -9,18 +9,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from types import ModuleType
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "convolution": ("experiments.convolution",
+    "convolution": ("cpsych.experiments.convolution",
                     "invert the linear convolution model on SPM's reference data"),
-    "posner": ("experiments.posner", "attention as precision: valid vs invalid cues"),
-    "force-matching": ("experiments.force_matching",
+    "posner": ("cpsych.experiments.posner", "attention as precision: valid vs invalid cues"),
+    "force-matching": ("cpsych.experiments.force_matching",
                        "force-matching illusion in health, schizophrenia and autism"),
-    "pursuit": ("experiments.pursuit", "smooth pursuit with occlusion"),
-    "sweep": ("experiments.sweep_cli", "precision sweeps of a paradigm over a grid"),
-    "phase-diagrams": ("experiments.phase_diagrams", "precision phase diagrams"),
-    "fit": ("experiments.fit_force_matching", "fit force-matching data (numpyro)"),
+    "pursuit": ("cpsych.experiments.pursuit", "smooth pursuit with occlusion"),
+    "sweep": ("cpsych.experiments.sweep_cli", "precision sweeps of a paradigm over a grid"),
+    "phase-diagrams": ("cpsych.experiments.phase_diagrams", "precision phase diagrams"),
+    "fit": ("cpsych.experiments.fit_force_matching", "fit force-matching data (numpyro)"),
 }
 
 
@@ -36,21 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:
-            if err.name and err.name.startswith("experiments"):
+            if err.name and err.name.startswith("cpsych.experiments"):
                 continue  # experiment not available in this installation
             raise
         p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip())
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
-
-
-def module_main(module: ModuleType, argv: list[str] | None = None) -> int:
-    """``python -m experiments.<name>``: the experiment's own parser and ``run``."""
-    parser = argparse.ArgumentParser(prog=f"python -m {module.__spec__.name}",
-                                     description=(module.__doc__ or "").strip())
-    module.add_arguments(parser)
-    return int(module.run(parser.parse_args(argv)) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

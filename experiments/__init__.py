@@ -1,0 +1,31 @@
+"""Studies: thin scripts that run the paradigms of :mod:`cpsych.models` and write results.
+
+Each study module provides ``add_arguments(parser)`` and ``run(args) -> int``; it runs as
+``cpsych <command>`` or as ``python -m cpsych.experiments.<name>`` (through
+:func:`module_main`). Studies never import the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from types import ModuleType
+
+__all__ = ["module_main"]
+
+
+def module_main(module: ModuleType, argv: list[str] | None = None) -> int:
+    """``python -m cpsych.experiments.<name>``: the study's own parser and ``run``.
+
+    Bad input (``ValueError``, ``FileNotFoundError``) is printed on one line, without a
+    traceback, and the exit status is 2, as for ``cpsych <command>``.
+    """
+    prog = f"python -m {module.__spec__.name}"
+    parser = argparse.ArgumentParser(prog=prog, description=(module.__doc__ or "").strip())
+    module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return int(module.run(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-# Single-threaded OpenBLAS (SPEC 8), for ``python -m experiments.convolution``; the ``cpsych``
+# Single-threaded OpenBLAS (SPEC 8), for ``python -m cpsych.experiments.convolution``; the ``cpsych``
 # command line sets the same before NumPy or JAX load. No effect if they are already loaded.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -24,7 +24,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from cpsych.cli import module_main
+from cpsych.experiments import module_main
 
 __all__ = ["add_arguments", "run", "main", "load_reference", "invert_reference"]
 
@@ -33,7 +33,7 @@ DEFAULT_OUT = "results/convolution"
 
 def load_reference() -> dict[str, np.ndarray]:
     """SPM's data ``Y`` (4 x 32), true cause ``U`` (1 x 32) and true states ``X`` (2 x 32)."""
-    base = resources.files("experiments").joinpath("data", "convolution")
+    base = resources.files("cpsych.experiments").joinpath("data", "convolution")
     out = {}
     for key, name in (("Y", "Y.csv"), ("U", "U.csv"), ("X", "pU_x1.csv")):
         with resources.as_file(base.joinpath(name)) as path:
@@ -46,7 +46,7 @@ def load_reference() -> dict[str, np.ndarray]:
 def invert_reference() -> xr.Dataset:
     """Invert the convolution model on the reference data; true values as ``x_true``/``v_true``."""
     import cpsych
-    from models import convolution
+    from cpsych.models import convolution
 
     ref = load_reference()
     ds = cpsych.invert(convolution.model(), ref["Y"])

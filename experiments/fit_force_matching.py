@@ -26,7 +26,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from cpsych.cli import module_main
+from cpsych.experiments import module_main
 
 __all__ = ["add_arguments", "run", "main", "plot_traces", "plot_densities", "plot_predictive",
            "make_example"]

@@ -185,7 +185,7 @@ def _occluded(x, slope):
 def _sensations(o1, o2, x_t, slope):
     import jax.numpy as jnp
 
-    from models.pursuit import OFFSETS
+    from cpsych.models.pursuit import OFFSETS
 
     retina = jnp.exp(-((jnp.asarray(OFFSETS) - x_t + o1) ** 2)) * (1.0 - _occluded(x_t, slope))
     return jnp.concatenate([jnp.stack([o1, o2]), retina])
@@ -197,7 +197,7 @@ def _templates(T: int):
 
     import cpsych.active as active
     from cpsych import HDM, Level, Process
-    from models import pursuit as P
+    from cpsych.models import pursuit as P
 
     def pf(x, v, a, th):
         return jnp.stack([x[1], a[0] / 4 - x[1] / 8, v[0] - x[2]])
@@ -235,7 +235,7 @@ def _templates(T: int):
 
 def cause(T: int = FIX + BINS) -> np.ndarray:
     """Target cause: rest at +1 for ``FIX`` bins, then ``cos(w t) - w sin(w t)``."""
-    from models.pursuit import W
+    from cpsych.models.pursuit import W
 
     t = np.arange(T) - FIX + 0.5  # model bin k = FIX + b sits at data bin b's centre
     c = np.cos(W * t) - W * np.sin(W * t)
@@ -253,7 +253,7 @@ def simulate_condition(retina, state2, kinetic, templates, v):
 
     import cpsych.active as active
     from cpsych import embed_series
-    from models import pursuit as P
+    from cpsych.models import pursuit as P
 
     proc, mod = templates
     l1, l2 = mod.levels
@@ -545,7 +545,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.fit_pursuit",
+    parser = argparse.ArgumentParser(prog="python -m cpsych.experiments.fit_pursuit",
                                      description=__doc__.strip())
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-# Single-threaded OpenBLAS (SPEC 8) when run as ``python -m experiments.force_matching``.
+# Single-threaded OpenBLAS (SPEC 8) when run as ``python -m cpsych.experiments.force_matching``.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
@@ -30,7 +30,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from cpsych.cli import module_main
+from cpsych.experiments import module_main
 
 __all__ = ["GROUPS", "CASES", "H_SWEEP", "SHERGILL_2003", "add_arguments", "run", "main",
            "compute", "results_dataset", "trial_datasets"]
@@ -54,14 +54,14 @@ SHERGILL_2003: dict[str, float] = {"intercept": 0.53, "intercept_se": 0.12,
 
 def _stack(params: Sequence) -> object:
     """Stack a sequence of Params into one Params of arrays (a batch for ``jax.vmap``)."""
-    from models.force_matching import Params
+    from cpsych.models.force_matching import Params
 
     return Params(*[jnp.asarray([float(getattr(p, f)) for p in params]) for f in Params._fields])
 
 
 def _batch_fn():
     """``(params batch, targets (B,), externals (B, T)) -> ActiveOutput (B, T, ...)`` jitted."""
-    from models import force_matching as fm
+    from cpsych.models import force_matching as fm
 
     return jax.jit(jax.vmap(lambda p, tg, ext: fm.simulate_trial(p, tg, ext)))
 
@@ -92,7 +92,7 @@ def compute(presets: dict | None = None, targets: Sequence[float] | None = None,
     -------
     dict of numpy arrays (forces in N); see :func:`results_dataset`.
     """
-    from models import force_matching as fm
+    from cpsych.models import force_matching as fm
 
     presets = dict(fm.PRESETS) if presets is None else presets
     targets = np.asarray(fm.TARGETS if targets is None else targets, dtype=float)
@@ -178,7 +178,7 @@ def compute(presets: dict | None = None, targets: Sequence[float] | None = None,
 def results_dataset(res: dict[str, np.ndarray], presets: dict | None = None) -> xr.Dataset:
     """Label the results of :func:`compute` (forces in N)."""
     from cpsych import __version__
-    from models import force_matching as fm
+    from cpsych.models import force_matching as fm
 
     presets = dict(fm.PRESETS) if presets is None else presets
     N = {"units": "N"}
@@ -266,7 +266,7 @@ def trial_datasets(res: dict, names: Sequence[str] = ("control", "schizophrenia"
                    target: float = SWEEP_TARGET) -> dict[str, xr.Dataset]:
     """Full single-trial datasets from :func:`compute`'s results (four-panel figures)."""
     from cpsych.active import active_dataset
-    from models import force_matching as fm
+    from cpsych.models import force_matching as fm
 
     k = int(np.argmin(np.abs(res["targets"] - target)))
     out = {}

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from experiments.sweep_cli import paradigm, run_sweep
+from cpsych.experiments.sweep_cli import paradigm, run_sweep
 
 MARKERS = {"control": ("o", "white"), "schizophrenia": ("s", "tab:red"),
            "autism": ("^", "tab:cyan")}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-# Single-threaded OpenBLAS (SPEC 8), for ``python -m experiments.posner``; the ``cpsych``
+# Single-threaded OpenBLAS (SPEC 8), for ``python -m cpsych.experiments.posner``; the ``cpsych``
 # command line sets the same before NumPy or JAX load.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -25,7 +25,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from cpsych.cli import module_main
+from cpsych.experiments import module_main
 
 __all__ = ["add_arguments", "run", "main", "posner_results", "plot_posner", "plot_trial"]
 
@@ -42,7 +42,7 @@ def posner_results(attention_gain: float = 1.0, threshold: float | None = None,
         ``results`` has dimensions ``cue`` (valid, invalid) and ``time`` (ms); ``trials`` maps
         each cue to its full simulation (for the four-panel figure).
     """
-    from models import posner
+    from cpsych.models import posner
 
     threshold = posner.check_threshold(posner.THRESHOLD if threshold is None else threshold)
     n_bins = posner.T_BINS if n_bins is None else n_bins

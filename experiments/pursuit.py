@@ -27,7 +27,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from cpsych.cli import module_main
+from cpsych.experiments import module_main
 
 __all__ = ["add_arguments", "run", "main", "run_experiment", "load_human", "plot_traces",
            "plot_human"]
@@ -53,7 +53,7 @@ def run_experiment() -> xr.Dataset:
     import jax.numpy as jnp
 
     import cpsych
-    from models import pursuit as P
+    from cpsych.models import pursuit as P
 
     groups = {g: P.PRESETS[g] for g in GROUPS}
     inputs = P.batch_inputs(groups, P.SCENARIOS)
@@ -127,7 +127,7 @@ def load_human(condition: str = "fast") -> dict[str, np.ndarray]:
     """
     if condition not in ("fast", "slow"):
         raise ValueError(f"condition: must be 'fast' or 'slow', got {condition!r}")
-    base = resources.files("experiments").joinpath("data", "spem")
+    base = resources.files("cpsych.experiments").joinpath("data", "spem")
     with resources.as_file(base.joinpath(f"{condition}_smooth_10ms.csv")) as path:
         if not Path(path).exists():
             raise FileNotFoundError(f"human data missing from the installation: {path}")
@@ -150,7 +150,7 @@ def load_human(condition: str = "fast") -> dict[str, np.ndarray]:
 
 
 def _human_summary() -> dict[tuple[str, str], tuple[float, float]]:
-    base = resources.files("experiments").joinpath("data", "spem")
+    base = resources.files("cpsych.experiments").joinpath("data", "spem")
     with resources.as_file(base.joinpath("summary_stats.csv")) as path:
         rows = np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
     out = {}
@@ -222,7 +222,7 @@ def plot_human(ds: xr.Dataset):
     from matplotlib.figure import Figure
 
     from cpsych.plotting import style
-    from models import pursuit as P
+    from cpsych.models import pursuit as P
 
     human = {c: load_human(c) for c in ("fast", "slow")}
     summ = _human_summary()

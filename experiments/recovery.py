@@ -25,7 +25,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from cpsych.cli import module_main
+from cpsych.experiments import module_main
 
 __all__ = ["simulate_participants", "recover", "plot_recovery", "add_arguments", "run", "main"]
 

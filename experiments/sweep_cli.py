@@ -65,7 +65,7 @@ FM_FIELDS = {"h": "h", "sensory": "log_pi_y", "state": "log_pi_x", "prior": "log
 
 
 def _fm_paradigm() -> Paradigm:
-    from models import force_matching as fm
+    from cpsych.models import force_matching as fm
 
     presets = {name: {k: float(getattr(p, f)) for k, f in FM_FIELDS.items()}
                for name, p in fm.PRESETS.items()}
@@ -123,7 +123,7 @@ PU_FIELDS = ("proprio", "retina", "state1", "cause2", "state2", "prior")
 
 
 def _pursuit_paradigm() -> Paradigm:
-    from models import pursuit as pu
+    from cpsych.models import pursuit as pu
 
     presets = {name: {k: float(v) for k, v in zip(PU_FIELDS, p.as_array(), strict=True)}
                for name, p in pu.PRESETS.items()}

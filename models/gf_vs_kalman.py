@@ -70,7 +70,7 @@ import xarray as xr
 import cpsych
 from cpsych import HDM, Level
 from cpsych.gencoords import S_ZERO, embedding_operator
-from models.convolution import dct_matrix
+from cpsych.models.convolution import dct_matrix
 
 __all__ = [
     "A",

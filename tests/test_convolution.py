@@ -7,7 +7,7 @@ import pytest
 
 import cpsych
 from cpsych import filtering
-from models import convolution
+from cpsych.models import convolution
 
 
 def test_model_matrices_match_reference(conv_ref):

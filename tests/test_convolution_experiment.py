@@ -87,7 +87,7 @@ def test_posterior_tracks_the_true_states(result):
 def test_plot_inversion_accepts_generated_truth_and_given_axes(result, tmp_path):
     from matplotlib.figure import Figure
 
-    from models import convolution
+    from cpsych.models import convolution
 
     before = dict(matplotlib.rcParams)
     sim = cpsych.generate(convolution.model(), convolution.bump())

@@ -125,7 +125,7 @@ def _rel_err(jac, fd):
 
 
 def _force_readout(p):
-    from models import force_matching as fm
+    from cpsych.models import force_matching as fm
 
     base = fm.Params(log_pi_y=p[1], log_pi_x=p[2], log_pi_self=p[3])
     return simulators.force_trial(p[0], p[4], base)
@@ -161,7 +161,7 @@ def test_force_reverse_mode_gradient():
 @pytest.mark.slow
 def test_pursuit_gradient_matches_finite_differences():
     """Pursuit gains and RMS error w.r.t. the six log-precisions (smooth occluder gate)."""
-    from models import pursuit as P
+    from cpsych.models import pursuit as P
 
     tmpl = P.prepare(64, gate_slope=8.0)
     cause = jnp.asarray(P.scenario("occlusion").cause)
@@ -265,7 +265,7 @@ def test_nuts_diagnostics_and_layout(recovery, tmp_path):
 # ----------------------------------------------------------------------------- command line
 @pytest.mark.slow
 def test_cli_fit(tmp_path):
-    from experiments import fit_force_matching as cli
+    from cpsych.experiments import fit_force_matching as cli
 
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
@@ -287,7 +287,7 @@ def test_cli_fit(tmp_path):
 @pytest.mark.slow
 def test_pursuit_fit_to_real_data_runs_and_improves():
     """The real eye-tracking fit end to end, with a few L-BFGS steps (SPEC 7)."""
-    from experiments import fit_pursuit as fp
+    from cpsych.experiments import fit_pursuit as fp
 
     data = fp.prepare_data()
     res = fp.fit(data, steps=4, n_predictive=4)

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 import cpsych
-from experiments import force_matching as ef
-from models import force_matching as fm
+from cpsych.experiments import force_matching as ef
+from cpsych.models import force_matching as fm
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 import scipy.linalg
 
 import cpsych
-from models import gf_vs_kalman as gk
+from cpsych.models import gf_vs_kalman as gk
 
 SEEDS = [jax.random.key(100 + k) for k in range(8)]
 

@@ -9,7 +9,7 @@ import pytest
 
 import cpsych
 from cpsych.learning import free_action, learn
-from models import convolution
+from cpsych.models import convolution
 
 
 def _build(p):

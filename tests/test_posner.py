@@ -9,7 +9,7 @@ import pytest
 
 import cpsych
 from cpsych.energy import gibbs_energy
-from models import posner
+from cpsych.models import posner
 
 BIN_MS = posner.DT_MS
 
@@ -87,7 +87,7 @@ def test_bad_stimulus_and_process_inputs():
 
 
 def test_results_file_and_figures(tmp_path):
-    from experiments import posner as exp
+    from cpsych.experiments import posner as exp
 
     args = argparse.Namespace(out=str(tmp_path), threshold=None, attention_gain=1.0)
     assert exp.run(args) == 0

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import cpsych
-from experiments import pursuit as E
-from models import pursuit as P
+from cpsych.experiments import pursuit as E
+from cpsych.models import pursuit as P
 
 
 @pytest.fixture(scope="module")

@@ -208,8 +208,8 @@ def test_cli_bad_grid_subprocess(tmp_path):
 
 
 def test_pursuit_sweep_equals_single_runs():
-    from experiments.sweep_cli import run_sweep
-    from models import pursuit as pu
+    from cpsych.experiments.sweep_cli import run_sweep
+    from cpsych.models import pursuit as pu
 
     ds = run_sweep("pursuit", {"retina": [4.0, 6.0], "state2": [0.0, 4.0]}, chunk_size=4,
                    readouts=["gain_visible", "gain_occluded", "peak_eye_velocity"])
@@ -226,9 +226,9 @@ def test_pursuit_sweep_equals_single_runs():
 
 @pytest.mark.slow
 def test_force_matching_sweep_equals_experiment():
-    from experiments import force_matching as exp
-    from experiments.sweep_cli import run_sweep
-    from models import force_matching as fm
+    from cpsych.experiments import force_matching as exp
+    from cpsych.experiments.sweep_cli import run_sweep
+    from cpsych.models import force_matching as fm
 
     ds = run_sweep("force-matching", {"h": [4.0, 6.0]}, chunk_size=2)
     res = exp.results_dataset(exp.compute())

@@ -7,7 +7,7 @@ import pytest
 
 import cpsych
 from cpsych import HDM, Level
-from models import convolution
+from cpsych.models import convolution
 
 
 def _level(**kw):

@@ -69,7 +69,7 @@ def force_readouts(out, tau: float = TAU_PEAK) -> tuple[jax.Array, jax.Array]:
     out : ``ActiveOutput`` of ``models.force_matching.trial_output``.
     tau : soft-argmax temperature (N); see the module docstring.
     """
-    from models.force_matching import Z_PERCEPT
+    from cpsych.models.force_matching import Z_PERCEPT
 
     x = out.x_process[:, 0]
     w = jax.nn.softmax(x / tau)
@@ -85,7 +85,7 @@ def force_trial(h: jax.Array, level: jax.Array, base=None,
     those of ``base`` (default: the control preset). Pure JAX: jit/vmap/grad-able in ``h``,
     ``level`` and every field of ``base``.
     """
-    from models import force_matching as fm
+    from cpsych.models import force_matching as fm
 
     base = fm.Params() if base is None else base
     out = fm.trial_output(base._replace(h=h), level)
@@ -254,7 +254,7 @@ def pursuit_readouts(log_pi: jax.Array, templates, cause: jax.Array, occluder: f
     ``templates`` from ``models.pursuit.prepare(T, gate_slope=...)``; pass a ``gate_slope``
     there for a smooth occluder in the agent's model.
     """
-    from models import pursuit as P
+    from cpsych.models import pursuit as P
 
     pm = 8 * P.W if prior_mean is None else prior_mean
     tr = P.simulate_traces(log_pi, cause, occluder, pm, templates)
