@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-# Single-threaded OpenBLAS (SPEC 8), for ``python -m cpsych.experiments.convolution``; the ``cpsych``
+# Single-threaded OpenBLAS (SPEC 8) for ``python -m cpsych.experiments.convolution``; the
 # command line sets the same before NumPy or JAX load. No effect if they are already loaded.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 

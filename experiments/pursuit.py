@@ -221,8 +221,8 @@ def plot_human(ds: xr.Dataset):
     """Human grand averages vs simulated traces, one cycle, normalised units."""
     from matplotlib.figure import Figure
 
-    from cpsych.plotting import style
     from cpsych.models import pursuit as P
+    from cpsych.plotting import style
 
     human = {c: load_human(c) for c in ("fast", "slow")}
     summ = _human_summary()
