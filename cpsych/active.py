@@ -34,16 +34,16 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from .energy import laplace_terms
-from .filtering import FilterOutput, filter_output, shift_operator
+from .filtering import FilterOutput, filter_output, recognition_flow, shift_operator
 from .filtering import init as filter_init
-from .gencoords import embed_series, smooth_noise, temporal_precision
+from .gencoords import embed_series, generalised_map, smooth_noise, temporal_precision
 from .hdm import HDM, _as_vector, check_finite
+from .integrator import Flow, integrate
 from .inversion import filter_dataset
-from .linearisation import phi_step
 from .results import check_finite_result
 
-__all__ = ["Process", "ActiveOutput", "simulate", "simulate_core", "check_inputs"]
+__all__ = ["Process", "ActiveOutput", "active_flow", "simulate", "simulate_core", "run",
+           "draw_noise", "check_inputs"]
 
 ProcessFn = Callable[[jax.Array, jax.Array, jax.Array, Any], jax.Array]
 
@@ -155,26 +155,84 @@ def _sensations(process: Process, n: int, xg: jax.Array, a: jax.Array, e: jax.Ar
 
     ``e`` is the generalised exogenous input ``(n, n_vG + n_y + n_xG)``: causes, sensory noise,
     state noise. Higher orders of the states follow the chain rule under local linearity,
-    ``x^(k+1) = f_x x^(k) + f_v v^(k) + w^(k)``, with action's own motion taken as zero.
+    ``x^(k+1) = f_x x^(k) + f_v v^(k) + w^(k)``, with action's own motion taken as zero; the
+    sensations are then :func:`~cpsych.gencoords.generalised_map` of ``g``.
     """
     nv, ny = process.n_v, process.n_y
     v, z, w = e[:, :nv], e[:, nv:nv + ny], e[:, nv + ny:]
     th = process.theta
     f0, f_lin = jax.linearize(lambda x_, v_: jnp.asarray(process.f(x_, v_, a, th), xg.dtype),
                               xg, v[0])
-    g0, g_lin = jax.linearize(lambda x_, v_: jnp.asarray(process.g(x_, v_, a, th), xg.dtype),
-                              xg, v[0])
-    xs = [jnp.zeros_like(xg), f0 + w[0]]  # orders 0 (as displacement) and 1
+    xs = [xg, f0 + w[0]]
     for k in range(1, n - 1):
         xs.append(f_lin(xs[k], v[k]) + w[k])
-    ys = [g0 + z[0]] + [g_lin(xs[k], v[k]) + z[k] for k in range(1, n)]
-    return jnp.stack(ys), f0 + w[0]
+    Y = generalised_map(lambda x_, v_: process.g(x_, v_, a, th), jnp.stack(xs[:n]), v,
+                        (xg, v[0])) + z
+    return Y, f0 + w[0]
+
+
+def active_flow(process: Process, model: HDM, action_mask: jax.Array,
+                kappa_a: float | jax.Array, log_pi_a: float | jax.Array):
+    """The joint flow of the world's states, the agent's expectations and action.
+
+    Returns a flow for :func:`cpsych.integrator.integrate` on ``z = [x_G, u, a]`` with inputs
+    ``(e~, eta~)``: the world's exogenous inputs ``(n, n_vG + n_y + n_xG)`` and the agent's
+    prior ``(d, n_top)``. The agent's part is the recognition flow of
+    :func:`cpsych.filtering.recognition_flow` on the world's generalised sensations.
+    """
+    n = model.n
+    n_y, nxg, na = process.n_y, process.n_x, process.n_a
+    R = temporal_precision(n, model.s)
+    nu = shift_operator(model).shape[0]
+    prior_a = jnp.exp(log_pi_a)
+
+    def flow(zz, w):
+        e, eta = w
+        xg, u, a = zz[:nxg], zz[nxg:nxg + nu], zz[nxg + nu:]
+        ne = e.shape[1]
+        Y, qx = _sensations(process, n, xg, a, e)
+        rec, c = recognition_flow(model, u, (Y, eta))
+
+        def sens(xg_, a_, e_):
+            return _sensations(process, n, xg_, a_, e_)
+
+        (dY_dx, dY_da, dY_de), (fx, fa, fe) = jax.jacfwd(sens, argnums=(0, 1, 2))(xg, a, e)
+        dY_dx, dY_da = dY_dx.reshape(n * n_y, nxg), dY_da.reshape(n * n_y, na)
+        dY_de, fe = dY_de.reshape(n * n_y, n * ne), fe.reshape(nxg, n * ne)
+        # action: da/dt = -kappa_a [(dY/da)' Pi_a eps_y + exp(log_pi_a) a],
+        # Pi_a = kron(R, diag(action_mask)) applied to the rows of dY/da
+        PaY = (jnp.einsum("ij,jck->ick", R, dY_da.reshape(n, n_y, na))
+               * action_mask[None, :, None]).reshape(n * n_y, na)
+        eps_y = c.errors.ev[:, :n_y]
+        qa = -kappa_a * (PaY.T @ eps_y.ravel() + prior_a * a)
+        # the agent's coupling to its data, through which the world moves its beliefs
+        nvy = n_y + model.n_v
+        rows = (jnp.arange(n)[:, None] * nvy + jnp.arange(n_y)[None, :]).ravel()
+        Jy = c.J[rows]  # d eps_y / du
+        Ky, B_eta = rec.B[:, : n * n_y], rec.B[:, n * n_y:]  # -K split: data, prior
+        d_top = eta.size
+        A = jnp.block([
+            [fx, jnp.zeros((nxg, nu)), fa],
+            [Ky @ dY_dx, rec.A, Ky @ dY_da],
+            [-kappa_a * PaY.T @ dY_dx, -kappa_a * PaY.T @ Jy,
+             -kappa_a * (PaY.T @ dY_da + prior_a * jnp.eye(na))],
+        ])
+        B = jnp.block([
+            [fe, jnp.zeros((nxg, d_top))],
+            [Ky @ dY_de, B_eta],
+            [-kappa_a * PaY.T @ dY_de, jnp.zeros((na, d_top))],
+        ])
+        out = ActiveOutput(x_process=xg, v_process=e[0, :process.n_v], y=Y[0], a=a,
+                           belief=filter_output(model, u, c))
+        return Flow(jnp.concatenate([qx, rec.q, qa]), A, B), out
+
+    return flow
 
 
 def simulate_core(process: Process, model: HDM, e_gen: jax.Array, eta_gen: jax.Array,
                   action_mask: jax.Array, kappa_a: float | jax.Array,
                   log_pi_a: float | jax.Array) -> ActiveOutput:
-    """Jointly integrate process, recognition and action over ``lax.scan`` (jit-able, vmap-able).
+    """Jointly integrate world, recognition and action from embedded inputs (pure JAX).
 
     Parameters
     ----------
@@ -182,87 +240,56 @@ def simulate_core(process: Process, model: HDM, e_gen: jax.Array, eta_gen: jax.A
     eta_gen : (T, d, n_top) generalised prior expectations of the agent's top causes.
     action_mask : (n_y,) non-negative action precisions of the sensory channels.
     """
-    n, d = model.n, model.d
-    n_y = process.n_y
-    nxg, na = process.n_x, process.n_a
-    Du = shift_operator(model)
-    nu = Du.shape[0]
-    R = temporal_precision(n, model.s)
-    ne = e_gen.shape[2]
-    n_top = model.n_top
-
-    def flows(xg, u, a, e, eta):
-        Y, qx = _sensations(process, n, xg, a, e)
-        w_agent = jnp.concatenate([Y.ravel(), eta.ravel()])
-        c = laplace_terms(model, u, w_agent, n_y)
-        eps_y = c.errors.ev[:, :n_y]
-        pa = action_mask
-        return Y, qx, c, eps_y, pa
-
-    def body(carry, inputs):
-        xg, u, a = carry
-        e, eta = inputs
-        Y, qx, c, eps_y, pa = flows(xg, u, a, e, eta)
-
-        def sens(xg_, a_, e_):
-            return _sensations(process, n, xg_, a_, e_)[0].ravel()
-
-        dY_dx, dY_da, dY_de = jax.jacfwd(sens, argnums=(0, 1, 2))(xg, a, e)
-        dY_de = dY_de.reshape(n * n_y, n * ne)
-
-        def qx_fn(xg_, a_, e_):
-            return _sensations(process, n, xg_, a_, e_)[1]
-
-        fx, fa, fe = jax.jacfwd(qx_fn, argnums=(0, 1, 2))(xg, a, e)
-        fe = fe.reshape(nxg, n * ne)
-
-        # action: da/dt = -kappa (dY/da)' Pi_a eps_y - kappa exp(log_pi_a) a
-        def weigh_a(m):  # Pi_a applied to the columns of m (n * n_y rows)
-            m3 = m.reshape(n, n_y, -1)
-            return (jnp.einsum("ij,jck->ick", R, m3) * pa[None, :, None]).reshape(n * n_y, -1)
-
-        PaY = weigh_a(dY_da)  # (n n_y, n_a)
-        prior_a = jnp.exp(log_pi_a)
-        qa = -kappa_a * (PaY.T @ eps_y.ravel() + prior_a * a)
-        # sensory rows of J = d eps / du
-        nvy = n_y + model.n_v
-        rows = (jnp.arange(n)[:, None] * nvy + jnp.arange(n_y)[None, :]).ravel()
-        Jy = c.J[rows]  # d eps_y / du
-        Ky, Keta = c.K[:, : n * n_y], c.K[:, n * n_y:]
-
-        qu = Du @ u - c.grad
-        # Jacobian of the joint flow over [xg, u, a]
-        A = jnp.block([
-            [fx, jnp.zeros((nxg, nu)), fa],
-            [-Ky @ dY_dx, Du - c.H, -Ky @ dY_da],
-            [-kappa_a * PaY.T @ dY_dx, -kappa_a * PaY.T @ Jy,
-             -kappa_a * (PaY.T @ dY_da + prior_a * jnp.eye(na))],
-        ])
-        # coupling to the exogenous inputs [e~, eta~]
-        B = jnp.block([
-            [fe, jnp.zeros((nxg, d * n_top))],
-            [-Ky @ dY_de, -Keta],
-            [-kappa_a * PaY.T @ dY_de, jnp.zeros((na, d * n_top))],
-        ])
-        q = jnp.concatenate([qx, qu, qa])
-        shifts = []
-        for k in range(1, n):
-            es = jnp.concatenate([e[k:], jnp.zeros((k, ne), e.dtype)])
-            ts = jnp.concatenate([eta[k:], jnp.zeros((min(k, d), n_top), e.dtype)])
-            shifts.append(jnp.concatenate([es.ravel(), ts.ravel()]))
-        bs = jnp.concatenate([q[None, :], jnp.stack(shifts) @ B.T], axis=0) if shifts else q[None]
-        dz = phi_step(A, bs, model.dt)
-        out = ActiveOutput(x_process=xg, v_process=e[0, :process.n_v], y=Y[0], a=a,
-                           belief=filter_output(model, u, c))
-        new = (xg + dz[:nxg], u + dz[nxg:nxg + nu], a + dz[nxg + nu:])
-        return new, out
-
-    carry0 = (jnp.asarray(process.x0, float), filter_init(model).u, jnp.zeros(na))
-    _, out = jax.lax.scan(body, carry0, (e_gen, eta_gen))
-    return out
+    flow = active_flow(process, model, jnp.asarray(action_mask, float), kappa_a, log_pi_a)
+    z0 = jnp.concatenate([jnp.asarray(process.x0, float), filter_init(model),
+                          jnp.zeros(process.n_a)])
+    return integrate(flow, z0, (e_gen, eta_gen), model.dt)
 
 
-simulate_jit = jax.jit(simulate_core)
+def run(process: Process, model: HDM, causes: jax.Array | None, priors: jax.Array, *,
+        z: jax.Array | None = None, w: jax.Array | None = None,
+        action_mask: jax.Array | None = None, kappa_a: float | jax.Array = 1.0,
+        log_pi_a: float | jax.Array = -2.0) -> ActiveOutput:
+    """Active inference on plain arrays: the traceable entry point (jit, vmap and grad work).
+
+    Embeds the inputs itself and runs :func:`simulate_core`; no validation and no labels
+    (:func:`simulate` adds both). ``process`` and ``model`` are pytrees, so their parameters
+    and precisions may be traced.
+
+    Parameters
+    ----------
+    process, model : the world and the agent (validated, e.g. by :func:`check_inputs`).
+    causes : ``(n_vG, T)`` the world's exogenous causes, or ``None`` for none.
+    priors : ``(n_top, T)`` the agent's prior expectations of its top causes.
+    z, w : ``(n_y, T)`` sensory and ``(n_xG, T)`` state fluctuations of the world (default
+        zero: a deterministic world); :func:`draw_noise` draws them.
+    action_mask : ``(n_y,)`` action precision of each sensory channel (default ones).
+    kappa_a, log_pi_a : rate of action and log-precision of its prior.
+
+    Returns
+    -------
+    ActiveOutput stacked over the ``T`` bins.
+    """
+    priors = jnp.asarray(priors, float)
+    T = priors.shape[-1]
+    causes = jnp.zeros((process.n_v, T)) if causes is None else jnp.asarray(causes, float)
+    z = jnp.zeros((process.n_y, T)) if z is None else jnp.asarray(z, float)
+    w = jnp.zeros((process.n_x, T)) if w is None else jnp.asarray(w, float)
+    e_gen = embed_series(jnp.concatenate([causes, z, w], axis=0), model.n, model.dt)
+    eta_gen = embed_series(priors, model.d, model.dt)
+    mask = jnp.ones(process.n_y) if action_mask is None else action_mask
+    return simulate_core(process, model, e_gen, eta_gen, mask, kappa_a, log_pi_a)
+
+
+def draw_noise(process: Process, key: jax.Array, T: int, s: float
+               ) -> tuple[jax.Array, jax.Array]:
+    """Smooth fluctuations of the world at its precisions: ``z (n_y, T)``, ``w (n_xG, T)``.
+
+    ``s`` (smoothness in bins) must be a concrete number.
+    """
+    kz, kw = jax.random.split(key)
+    return (smooth_noise(kz, (process.n_y, T), s, process.log_pi_z),
+            smooth_noise(kw, (process.n_x, T), s, process.log_pi_w))
 
 
 def check_inputs(process: Process, model: HDM, causes: Any, priors: Any,
@@ -297,20 +324,6 @@ def check_inputs(process: Process, model: HDM, causes: Any, priors: Any,
     if not np.all(np.isfinite(mask)) or np.any(mask < 0):
         raise ValueError("action_mask: values must be finite and non-negative")
     return process, model, causes, priors, mask
-
-
-def exogenous(process: Process, model: HDM, causes, key, noise: bool = True):
-    """Generalised exogenous inputs of the process: causes, sensory and state noise."""
-    T = causes.shape[1]
-    if noise:
-        s = float(np.asarray(model.s))
-        kz, kw = jax.random.split(key)
-        z = smooth_noise(kz, (process.n_y, T), s, process.log_pi_z)
-        w = smooth_noise(kw, (process.n_x, T), s, process.log_pi_w)
-    else:
-        z, w = jnp.zeros((process.n_y, T)), jnp.zeros((process.n_x, T))
-    e = jnp.concatenate([jnp.asarray(causes), z, w], axis=0)
-    return embed_series(e, model.n, model.dt)
 
 
 def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
@@ -356,10 +369,14 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
     process, model, causes, priors, mask = check_inputs(process, model, causes, priors,
                                                         action_mask)
     key = jax.random.key(0) if key is None else key
-    e_gen = exogenous(process, model, causes, key, noise)
-    eta_gen = embed_series(jnp.asarray(priors), model.d, model.dt)
-    out = simulate_jit(process, model, e_gen, eta_gen, jnp.asarray(mask), kappa_a, log_pi_a)
+    T = priors.shape[1]
+    z, w = draw_noise(process, key, T, float(np.asarray(model.s))) if noise else (None, None)
+    out = run_jit(process, model, causes, priors, z=z, w=w, action_mask=jnp.asarray(mask),
+                  kappa_a=kappa_a, log_pi_a=log_pi_a)
     return active_dataset(process, model, out, time, time_units, on_divergence)
+
+
+run_jit = jax.jit(run)
 
 
 def active_dataset(process: Process, model: HDM, out: ActiveOutput, time=None,

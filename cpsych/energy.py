@@ -22,7 +22,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .gencoords import temporal_precision
+from .gencoords import generalised_map, temporal_precision
 from .hdm import HDM, stack_levels
 
 __all__ = ["Errors", "Curvature", "generalised_errors", "precisions", "laplace_terms",
@@ -62,12 +62,8 @@ def _pad_orders(a: jax.Array, n: int) -> jax.Array:
 
 
 def _generalised(fn, theta, x, v, xs, vs):
-    """``[fn(x*, v*) + lin(x0 - x*, v0 - v*), lin(x1, v1), ...]`` linearised at ``(xs, vs)``."""
-    val, lin = jax.linearize(lambda a, b: jnp.asarray(fn(a, b, theta), dtype=x.dtype), xs, vs)
-    dx = x.at[0].add(-xs)
-    dv = v.at[0].add(-vs)
-    out = jax.vmap(lin)(dx, dv)
-    return out.at[0].add(val)
+    """``fn(., ., theta)`` on generalised ``(x, v)``, linearised at ``(xs, vs)``."""
+    return generalised_map(lambda a, b: fn(a, b, theta), x, v, (xs, vs))
 
 
 def generalised_errors(model: HDM, u: jax.Array, w: jax.Array, n_y: int,

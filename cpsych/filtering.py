@@ -4,9 +4,11 @@ Recognition dynamics (SPEC section 3)::
 
     du/dt = D u - dL/du
 
-are integrated jointly with the generalised data and prior (whose flow is ``D w``) by local
-linearisation, one step per time bin. The expectation reported at sample ``t`` is the one
-held before the update at ``t`` (SPM's convention).
+are integrated jointly with the generalised data and prior (whose flow is ``D w``) by the one
+local-linearisation loop of :mod:`cpsych.integrator`, one step per time bin: this module
+supplies the recognition flow (:func:`recognition_flow`) and what is reported at each bin. The
+expectation reported at sample ``t`` is the one held before the update at ``t`` (SPM's
+convention).
 """
 
 from __future__ import annotations
@@ -17,19 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import integrator
 from .energy import Curvature, laplace_terms, split_u
-from .gencoords import embed_series
+from .gencoords import derivative_operator, embed_series
 from .hdm import HDM
-from .linearisation import phi_step
 
-__all__ = ["FilterState", "FilterOutput", "init", "step", "run", "inputs_series",
-           "conditional_covariance"]
-
-
-class FilterState(NamedTuple):
-    """State carried through time: the flat generalised expectations ``u``."""
-
-    u: jax.Array
+__all__ = ["FilterOutput", "init", "recognition_flow", "run", "inputs_series",
+           "conditional_covariance", "shift_operator"]
 
 
 class FilterOutput(NamedTuple):
@@ -49,8 +45,8 @@ class FilterOutput(NamedTuple):
 
 def shift_operator(model: HDM) -> jax.Array:
     """``D`` on flat expectations: ``blockdiag(kron(S_n, I_nx), kron(S_d, I_nv))``."""
-    Dx = np.kron(np.eye(model.n, k=1), np.eye(model.n_x))
-    Dv = np.kron(np.eye(model.d, k=1), np.eye(model.n_v))
+    Dx = derivative_operator(model.n, model.n_x)
+    Dv = derivative_operator(model.d, model.n_v)
     out = np.zeros((Dx.shape[0] + Dv.shape[0],) * 2)
     out[: Dx.shape[0], : Dx.shape[0]] = Dx
     out[Dx.shape[0]:, Dx.shape[0]:] = Dv
@@ -66,26 +62,27 @@ def conditional_covariance(H: jax.Array) -> jax.Array:
     return jnp.linalg.inv(H + tol * jnp.eye(m, dtype=H.dtype))
 
 
-def inputs_series(model: HDM, y: jax.Array, eta: jax.Array | None = None) -> jax.Array:
-    """Generalised inputs ``w_t = [y~_t, eta~_t]`` for every bin: ``(T, n n_y + d n_top)``."""
+def inputs_series(model: HDM, y: jax.Array, eta: jax.Array | None = None
+                  ) -> tuple[jax.Array, jax.Array]:
+    """Generalised inputs of every bin: data ``y~ (T, n, n_y)`` and prior ``eta~ (T, d, n_top)``."""
     T = y.shape[1]
-    yt = embed_series(y, model.n, model.dt).reshape(T, -1)
+    yt = embed_series(y, model.n, model.dt)
     eta = model.eta if eta is None else eta
     eta = jnp.asarray(eta, dtype=yt.dtype)
     if eta.ndim == 1:
         et = jnp.zeros((T, model.d, model.n_top), yt.dtype).at[:, 0, :].set(eta)
     else:
         et = embed_series(eta, model.d, model.dt)
-    return jnp.concatenate([yt, et.reshape(T, -1)], axis=1)
+    return yt, et
 
 
-def init(model: HDM) -> FilterState:
-    """Expectations at the model's initial values, higher orders zero."""
+def init(model: HDM) -> jax.Array:
+    """Flat expectations ``u`` at the model's initial values, higher orders zero."""
     xt = jnp.zeros((model.n, model.n_x)).at[0].set(jnp.concatenate(
         [jnp.asarray(lv.x0, float) for lv in model.levels]))
     vt = jnp.zeros((model.d, model.n_v)).at[0].set(jnp.concatenate(
         [jnp.asarray(lv.v0, float) for lv in model.levels]))
-    return FilterState(jnp.concatenate([xt.ravel(), vt.ravel()]))
+    return jnp.concatenate([xt.ravel(), vt.ravel()])
 
 
 def filter_output(model: HDM, u: jax.Array, c: Curvature) -> FilterOutput:
@@ -102,48 +99,28 @@ def filter_output(model: HDM, u: jax.Array, c: Curvature) -> FilterOutput:
                         F=c.L + 0.5 * logdet_H, x_gen=xt)
 
 
-def flow(model: HDM, u: jax.Array, w: jax.Array, n_y: int, Du: jax.Array):
-    """Flow ``q = D u - dL/du``, its Jacobian ``A`` and input coupling ``B`` at one bin."""
-    c = laplace_terms(model, u, w, n_y)
-    q = Du @ u - c.grad
-    A = Du - c.H
-    B = -c.K
-    return q, A, B, c
+def recognition_flow(model: HDM, u: jax.Array, w: tuple[jax.Array, jax.Array]
+                     ) -> tuple[integrator.Flow, Curvature]:
+    """The recognition flow ``q = D u - dL/du`` at one bin, with ``A = D - H`` and ``B = -K``.
 
-
-def input_shifts(model: HDM, w: jax.Array, n_y: int) -> jax.Array:
-    """``[D**k w for k = 1..n-1]`` for the generalised data and prior: ``(n - 1, len(w))``."""
-    n, d = model.n, model.d
-    nyw = n * n_y
-    yt = w[:nyw].reshape(n, n_y)
-    et = w[nyw:].reshape(d, model.n_top)
-    rows = []
-    for k in range(1, n):
-        ys = jnp.concatenate([yt[k:], jnp.zeros((k, n_y), w.dtype)], axis=0)
-        es = jnp.concatenate([et[k:], jnp.zeros((min(k, d), model.n_top), w.dtype)], axis=0)
-        rows.append(jnp.concatenate([ys.ravel(), es.ravel()]))
-    return jnp.stack(rows) if rows else jnp.zeros((0, w.shape[0]), w.dtype)
-
-
-def step(model: HDM, state: FilterState, w: jax.Array, n_y: int):
-    """One generalised-filtering step: report the held expectations, then update them."""
+    ``w = (y~, eta~)`` are the bin's generalised data ``(n, n_y)`` and prior ``(d, n_top)``;
+    ``H`` and ``K`` are the curvature and the coupling of the Gibbs energy to them
+    (:func:`cpsych.energy.laplace_terms`).
+    """
+    yt, et = w
+    n_y = yt.shape[1]
+    c = laplace_terms(model, u, jnp.concatenate([yt.ravel(), et.ravel()]), n_y)
     Du = shift_operator(model)
-    q, A, B, c = flow(model, state.u, w, n_y, Du)
-    bs = jnp.concatenate([q[None, :], input_shifts(model, w, n_y) @ B.T], axis=0)
-    du = phi_step(A, bs, model.dt)
-    return FilterState(state.u + du), filter_output(model, state.u, c)
+    return integrator.Flow(q=Du @ u - c.grad, A=Du - c.H, B=-c.K), c
 
 
 def run(model: HDM, y: jax.Array, eta: jax.Array | None = None) -> FilterOutput:
     """Invert ``model`` on data ``y`` of shape ``(n_y, T)``: outputs stacked over time."""
-    n_y = y.shape[0]
-    ws = inputs_series(model, y, eta)
+    def flow(u, w):
+        terms, c = recognition_flow(model, u, w)
+        return terms, filter_output(model, u, c)
 
-    def body(state, w):
-        return step(model, state, w, n_y)
-
-    _, out = jax.lax.scan(body, init(model), ws)
-    return out
+    return integrator.integrate(flow, init(model), inputs_series(model, y, eta), model.dt)
 
 
 run_jit = jax.jit(run)

@@ -206,3 +206,18 @@ def smooth_noise(key: jax.Array, shape: tuple[int, int], s: float, log_precision
     white = jax.random.normal(key, (k, T + 2 * half))
     smooth = jax.vmap(lambda w: jnp.convolve(w, jnp.asarray(kern), mode="valid"))(white)
     return sd[:, None] * smooth
+
+
+def generalised_map(fn, x: jax.Array, v: jax.Array, at: tuple[jax.Array, jax.Array]
+                    ) -> jax.Array:
+    """Generalised output of ``fn(x, v)`` under local linearity about ``at = (x*, v*)``.
+
+    ``[fn(x*, v*) + J (x - x*, v - v*), J (x', v'), J (x'', v''), ...]`` with ``J`` the
+    Jacobian of ``fn`` at ``(x*, v*)``: the chain rule for the motion of a function of
+    generalised variables (SPEC 2). ``x`` and ``v`` are ``(orders, k)`` arrays with the same
+    number of orders.
+    """
+    xs, vs = at
+    val, lin = jax.linearize(lambda a, b: jnp.asarray(fn(a, b), dtype=x.dtype), xs, vs)
+    out = jax.vmap(lin)(x.at[0].add(-xs), v.at[0].add(-vs))
+    return out.at[0].add(val)

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from . import integrator
 from .gencoords import embed_series, smooth_noise
 from .hdm import HDM, stack_levels
-from .linearisation import phi_step
 from .results import check_finite_result, clean_attrs, time_coord
 from .version import __version__
 
@@ -35,19 +35,17 @@ def simulate_hdm(model: HDM, causes: jax.Array, z: jax.Array, w: jax.Array) -> T
     w : (n_x, T) state fluctuations.
 
     The exogenous series ``e = [causes, z, w]`` are embedded in ``n`` generalised coordinates
-    and the states move by local linearisation with the inputs' motion folded in
-    (:func:`~cpsych.linearisation.phi_step`): ``dx = sum_j phi_j(A) b_j`` with ``A = dF/dx``,
-    ``b_1 = F(x, e)`` and ``b_{k+1} = dF/de e^(k)``, ``F`` the flow of every level's states
-    with causes passed down the hierarchy. The value at bin ``t`` is the one held before that
-    bin's update.
+    and the states move under the one integrator (:mod:`cpsych.integrator`) with the flow
+    ``F(x, e)`` of every level's states, causes passed down the hierarchy: ``A = dF/dx`` and
+    ``B = dF/de~`` (only the zeroth order of ``e~`` enters ``F``). The value at bin ``t`` is the
+    one held before that bin's update.
     """
     sx, sv = stack_levels(model.levels)
     n_y = z.shape[0] - model.n_v
     n_top = causes.shape[0]
     x0 = jnp.concatenate([jnp.asarray(lv.x0, float) for lv in model.levels])
     m = len(model.levels)
-    e_series = jnp.concatenate([causes, z, w], axis=0)
-    e_gen = embed_series(e_series, model.n, model.dt)  # (T, n, n_e)
+    e_gen = embed_series(jnp.concatenate([causes, z, w], axis=0), model.n, model.dt)
 
     def hierarchy(x, e):
         c_t = e[:n_top]
@@ -70,16 +68,13 @@ def simulate_hdm(model: HDM, causes: jax.Array, z: jax.Array, w: jax.Array) -> T
         f_all = jnp.concatenate(fs) if fs else jnp.zeros(0, x.dtype)
         return f_all, (y_t, v)
 
-    def body(x, e_t):
-        q, (y_t, v) = hierarchy(x, e_t[0])
-        A = jax.jacfwd(lambda a: hierarchy(a, e_t[0])[0])(x)
-        Be = jax.jacfwd(lambda b: hierarchy(x, b)[0])(e_t[0])
-        bs = jnp.concatenate([q[None, :], e_t[1:] @ Be.T], axis=0)
-        dx = phi_step(A, bs, model.dt) if model.n_x else x
-        return x + dx, Trajectory(x=x, v=v, y=y_t)
+    def flow(x, e):
+        q, (y_t, v) = hierarchy(x, e[0])
+        A, Be = jax.jacfwd(lambda a, b: hierarchy(a, b)[0], argnums=(0, 1))(x, e[0])
+        B = jnp.zeros((x.shape[0],) + e.shape, x.dtype).at[:, 0].set(Be)
+        return integrator.Flow(q, A, B.reshape(x.shape[0], -1)), Trajectory(x=x, v=v, y=y_t)
 
-    _, traj = jax.lax.scan(body, x0, e_gen)
-    return traj
+    return integrator.integrate(flow, x0, e_gen, model.dt)
 
 
 def draw_noise(model: HDM, key: jax.Array, T: int, n_y: int) -> tuple[jax.Array, jax.Array]:

@@ -252,7 +252,6 @@ def simulate_condition(retina, state2, kinetic, templates, v):
     import jax.numpy as jnp
 
     import cpsych.active as active
-    from cpsych import embed_series
     from cpsych.models import pursuit as P
 
     proc, mod = templates
@@ -264,10 +263,8 @@ def simulate_condition(retina, state2, kinetic, templates, v):
     l2 = dataclasses.replace(l2, log_pi_w=jnp.full(2, 1.0) * state2)
     mod = dataclasses.replace(mod, levels=(l1, l2))
     T = v.shape[0]
-    causes = jnp.asarray(v)[None, :]
-    e_gen = embed_series(jnp.concatenate([causes, jnp.zeros((n_y + 3, T))]), mod.n, mod.dt)
-    eta_gen = embed_series(jnp.full((1, T), 8 * P.W), mod.d, mod.dt)
-    out = active.simulate_core(proc, mod, e_gen, eta_gen, P.action_mask(4.0), 1.0, -2.0)
+    out = active.run(proc, mod, jnp.asarray(v)[None, :], jnp.full((1, T), 8 * P.W),
+                     action_mask=P.action_mask(4.0), kappa_a=1.0, log_pi_a=-2.0)
     return out.x_process[:, 1], out.x_process[:, 2]
 
 

@@ -103,8 +103,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from cpsych import HDM, Level, Process
-from cpsych.active import ActiveOutput, simulate_core
-from cpsych.gencoords import embed_series, smooth_noise
+from cpsych.active import ActiveOutput, draw_noise
+from cpsych.active import run as active_run
 
 __all__ = [
     "N_BINS",
@@ -314,16 +314,10 @@ def simulate_trial(params: Params, self_target: float | jax.Array,
     proc = process()
     mdl = model(params)
     ext = jnp.zeros(T) if external is None else jnp.asarray(external, float)
-    if key is None:
-        noise = jnp.zeros((proc.n_y + proc.n_x, T))
-    else:
-        kz, kw = jax.random.split(key)
-        z = smooth_noise(kz, (2, T), 0.5, proc.log_pi_z[:2])
-        noise = jnp.concatenate([z, smooth_noise(kw, (proc.n_x, T), 0.5, proc.log_pi_w)])
-    e_gen = embed_series(jnp.concatenate([ext[None, :], noise]), mdl.n, mdl.dt)
-    eta_gen = embed_series(priors(self_target, T), mdl.d, mdl.dt)
+    z, w = (None, None) if key is None else draw_noise(proc, key, T, 0.5)
     mask = jnp.stack([jnp.exp(jnp.asarray(params.log_pi_action, float)), 0.0])
-    return simulate_core(proc, mdl, e_gen, eta_gen, mask, params.kappa_a, -2.0)
+    return active_run(proc, mdl, ext[None, :], priors(self_target, T), z=z, w=w,
+                      action_mask=mask, kappa_a=params.kappa_a, log_pi_a=-2.0)
 
 
 def percept(out: ActiveOutput, t: jax.Array, which: str = "self") -> jax.Array:

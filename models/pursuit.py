@@ -81,7 +81,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import cpsych.active as active
-from cpsych import HDM, Level, Process, embed_series
+from cpsych import HDM, Level, Process
 
 __all__ = [
     "W", "DT_MS", "DEG_PER_UNIT", "OFFSETS", "OCCLUDER_EDGE", "PRESETS", "SCENARIOS",
@@ -308,12 +308,10 @@ def simulate_traces(log_pi: jax.Array, cause: jax.Array, occluder: jax.Array,
     T = cause.shape[0]
     causes = jnp.asarray(cause, float)[None, :]
     priors = jnp.broadcast_to(jnp.asarray(prior_mean, float), (1, T))
-    if noise:  # the engine's noise generator needs a concrete smoothness (templates' s)
-        e_gen = active.exogenous(proc, mod, causes, key, True)
-    else:
-        e_gen = embed_series(jnp.concatenate([causes, jnp.zeros((N_Y + 3, T))]), mod.n, mod.dt)
-    eta_gen = embed_series(priors, mod.d, mod.dt)
-    out = active.simulate_core(proc, mod, e_gen, eta_gen, action_mask(log_pi[0]), 1.0, -2.0)
+    # the noise generator needs a concrete smoothness (the templates' s)
+    z, w = active.draw_noise(proc, key, T, float(np.asarray(mod.s))) if noise else (None, None)
+    out = active.run(proc, mod, causes, priors, z=z, w=w, action_mask=action_mask(log_pi[0]),
+                     kappa_a=1.0, log_pi_a=-2.0)
     xg = out.x_process
     target_velocity = out.v_process[:, 0] - xg[:, 2]
     visible = 1.0 - occluder * (1.0 - gate(xg[:, 2], proc.theta["gate_slope"]))
