@@ -17,7 +17,7 @@ import jax
 if os.environ.get("CPSYCH_NO_X64", "") != "1":
     jax.config.update("jax_enable_x64", True)
 
-from . import sweep  # noqa: E402
+from . import paradigm, sweep  # noqa: E402
 from .active import Process, simulate  # noqa: E402
 from .gencoords import (  # noqa: E402
     derivative_operator,
@@ -31,11 +31,16 @@ from .generation import generate  # noqa: E402
 from .hdm import HDM, Level  # noqa: E402
 from .inversion import invert  # noqa: E402
 from .learning import free_action, learn  # noqa: E402
+from .paradigm import DataFormat, Paradigm, Parameter, Readout  # noqa: E402
 from .results import load, save  # noqa: E402
 from .version import __version__  # noqa: E402
 
 __all__ = [
+    "DataFormat",
     "HDM",
+    "Paradigm",
+    "Parameter",
+    "Readout",
     "Process",
     "Level",
     "__version__",
@@ -49,6 +54,7 @@ __all__ = [
     "load",
     "save",
     "simulate",
+    "paradigm",
     "sweep",
     "smooth_noise",
     "temporal_covariance",

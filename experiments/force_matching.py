@@ -124,9 +124,9 @@ def compute(presets: dict | None = None, targets: Sequence[float] | None = None,
     xp = np.asarray(out1.x_process[:n1, :, 0])
     tpk = xp.argmax(axis=1)
     idx = np.arange(n1)
-    x_self, sd_self = np.asarray(out1.x[:n1, :, 0]), np.sqrt(np.asarray(out1.x_var[:n1, :, 0]))
+    x_self = np.asarray(out1.x[:n1, :, 0])
     true_peak = xp[idx, tpk]
-    perceived = x_self[idx, tpk] - fm.Z_PERCEPT * sd_self[idx, tpk]
+    perceived = np.asarray(fm.confident(x_self, out1.x_var[:n1, :, 0]))[idx, tpk]
 
     # stage 2: per group, a no-force replay and a unit-bump replay (the affine calibration
     # of external-force percepts, models.force_matching.replay_calibration), and each
@@ -137,8 +137,7 @@ def compute(presets: dict | None = None, targets: Sequence[float] | None = None,
     pad2 = B - n2
     out2 = _batch(_stack(p2 + [p2[0]] * pad2), [0.0] * B,
                   np.concatenate([ext, np.zeros((pad2, T))]))
-    x_ext = np.asarray(out2.x[:n2, :, 1])
-    pct = x_ext - fm.Z_PERCEPT * np.sqrt(np.maximum(np.asarray(out2.x_var[:n2, :, 1]), 0.0))
+    pct = np.asarray(fm.confident(out2.x[:n2, :, 1], out2.x_var[:n2, :, 1]))
     offset = pct[:G]  # (G, T)
     tb = int(np.argmax(fm.bump(T)))
     gain = pct[G:2 * G, tb] - offset[:, tb]  # (G,)
@@ -150,7 +149,7 @@ def compute(presets: dict | None = None, targets: Sequence[float] | None = None,
     dc = slice(G * K + H, n1)
     x_e = np.asarray(out1.x[dc, :, 1])
     sd_e = np.sqrt(np.asarray(out1.x_var[dc, :, 1]))
-    conf = np.abs(x_e) - fm.Z_PERCEPT * sd_e
+    conf = np.asarray(fm.confident(np.abs(x_e), out1.x_var[dc, :, 1]))
     tc = conf.argmax(axis=1)
     sw = slice(G * K, G * K + H)
     return {

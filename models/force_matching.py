@@ -96,13 +96,13 @@ targets, and differentiated.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cpsych import HDM, Level, Process
+from cpsych import HDM, DataFormat, Level, Paradigm, Parameter, Process, Readout
 from cpsych.active import ActiveOutput, draw_noise
 from cpsych.active import run as active_run
 
@@ -130,7 +130,11 @@ __all__ = [
     "replay_calibration",
     "match",
     "percept",
+    "confident",
     "false_external_force",
+    "readouts",
+    "params_from",
+    "PARADIGM",
 ]
 
 #: Trial length in bins (``dt = 1``).
@@ -320,16 +324,21 @@ def simulate_trial(params: Params, self_target: float | jax.Array,
                       action_mask=mask, kappa_a=params.kappa_a, log_pi_a=-2.0)
 
 
+def confident(mean: jax.Array, var: jax.Array) -> jax.Array:
+    """The percept read-out: posterior mean minus ``Z_PERCEPT`` posterior SDs (about 90 %
+    confidence; Brown et al. 2013). The one place this formula is written."""
+    return mean - Z_PERCEPT * jnp.sqrt(jnp.maximum(var, 0.0))
+
+
 def percept(out: ActiveOutput, t: jax.Array, which: str = "self") -> jax.Array:
     """Percept at bin index ``t``: posterior mean minus ``Z_PERCEPT`` posterior SDs.
 
     ``which = "self"`` reads the self-generated force ``x_self``, ``"ext"`` the external
     force ``x_ext``.
     """
-    if which == "self":
-        return out.x[t, 0] - Z_PERCEPT * jnp.sqrt(jnp.maximum(out.x_var[t, 0], 0.0))
-    if which == "ext":
-        return out.x[t, 1] - Z_PERCEPT * jnp.sqrt(jnp.maximum(out.x_var[t, 1], 0.0))
+    if which in ("self", "ext"):
+        k = 0 if which == "self" else 1
+        return confident(out.x[t, k], out.x_var[t, k])
     raise ValueError(f"which: expected 'self' or 'ext', got {which!r}")
 
 
@@ -388,7 +397,7 @@ def replay_calibration(params: Params, key: jax.Array | None = None,
     zero = replay_output(params, jnp.zeros(T), key)
     unit = replay_output(params, jnp.asarray(bump(T)), key)
     tb = int(np.argmax(bump(T)))
-    offset = zero.x[:, 1] - Z_PERCEPT * jnp.sqrt(jnp.maximum(zero.x_var[:, 1], 0.0))
+    offset = confident(zero.x[:, 1], zero.x_var[:, 1])
     return offset, percept(unit, tb, "ext") - offset[tb]
 
 
@@ -454,6 +463,93 @@ def false_external_force(out: ActiveOutput) -> tuple[jax.Array, jax.Array]:
     zero. Also returns the posterior mean of ``x_ext`` at that time (its sign: negative for
     an antagonistic force, one that pushes against the agent).
     """
-    conf = jnp.abs(out.x[:, 1]) - Z_PERCEPT * jnp.sqrt(jnp.maximum(out.x_var[:, 1], 0.0))
+    conf = confident(jnp.abs(out.x[:, 1]), out.x_var[:, 1])
     t = jnp.argmax(conf)
     return conf[t], out.x[t, 1]
+
+
+# ----------------------------------------------------------------------------- the paradigm
+#: Short parameter names (sweeps, fits, the command line) -> fields of :class:`Params`.
+FIELDS: dict[str, str] = {"h": "h", "sensory": "log_pi_y", "state": "log_pi_x",
+                          "prior": "log_pi_self", "ext": "log_pi_ext", "action": "log_pi_action",
+                          "kappa": "kappa_a"}
+
+
+def params_from(values: dict[str, Any]) -> Params:
+    """:class:`Params` from short parameter names (missing ones take the control values)."""
+    base = Params()._asdict()
+    base.update({FIELDS[k]: v for k, v in values.items()})
+    return Params(**{f: jnp.asarray(v, float) for f, v in base.items()})
+
+
+def readouts(params: Params, targets: jax.Array, key: jax.Array | None = None
+             ) -> dict[str, jax.Array]:
+    """The task's read-outs at each target force (pure JAX; N).
+
+    For each target: the true peak self-generated force, its percept (:func:`percept` at the
+    true peak), the matched external force (:func:`matched_force`) and the overcompensation
+    (self-generated minus matched); ``illusion`` is the mean overcompensation.
+    """
+    def one(target):
+        out = simulate_trial(params, target, None, key)
+        xp = out.x_process[:, 0]
+        t = jnp.argmax(xp)
+        perceived = percept(out, t, "self")
+        return xp[t], perceived, matched_force(params, perceived, xp)
+
+    true, perceived, matched = jax.vmap(one)(jnp.asarray(targets, float))
+    over = true - matched
+    return {"self_generated": true, "perceived": perceived, "matched": matched,
+            "overcompensation": over, "illusion": jnp.mean(over)}
+
+
+def _simulate(values, design, key):
+    return readouts(params_from(values), jnp.asarray(design["targets"], float), key)
+
+
+_LOG_PI = "log-precision"
+PARADIGM = Paradigm(
+    name="force-matching",
+    title="Force-matching illusion: sensory attenuation under active inference "
+          "(Brown et al. 2013)",
+    parameters=(
+        Parameter("h", 6.0, _LOG_PI, "sensory attenuation while the agent believes it pushes",
+                  prior=(6.0, 3.0), bounds=(-10.0, 16.0)),
+        Parameter("sensory", 8.0, _LOG_PI, "sensory log-precision without attenuation",
+                  prior=(8.0, 2.0), bounds=(-4.0, 16.0)),
+        Parameter("state", 4.0, _LOG_PI, "log-precision of the agent's state fluctuations",
+                  prior=(4.0, 2.0), bounds=(-4.0, 16.0)),
+        Parameter("prior", 6.0, _LOG_PI, "prior log-precision on the intended force v_self",
+                  prior=(6.0, 2.0), bounds=(-4.0, 16.0)),
+        Parameter("ext", 0.0, _LOG_PI, "prior log-precision on the external force v_ext",
+                  prior=(0.0, 2.0), bounds=(-8.0, 16.0)),
+        Parameter("action", 0.0, _LOG_PI, "action precision on proprioception (SPM's G.U)",
+                  prior=(0.0, 1.0), bounds=(-8.0, 8.0)),
+        Parameter("kappa", 1.0, "1/bin", "rate of action", prior=(1.0, 0.5),
+                  bounds=(1e-6, 100.0)),
+    ),
+    presets={name: {k: float(getattr(p, f)) for k, f in FIELDS.items()}
+             for name, p in PRESETS.items()},
+    readouts=(
+        Readout("illusion", "N", "force-matching illusion: mean overcompensation "
+                "(self-generated minus matched force) over targets"),
+        Readout("overcompensation", "N", "self-generated minus matched force", ("target",)),
+        Readout("self_generated", "N", "true peak self-generated force", ("target",)),
+        Readout("perceived", "N", "perceived self-generated force", ("target",)),
+        Readout("matched", "N", "external force perceived as equal", ("target",)),
+    ),
+    simulate=_simulate,
+    design={"targets": TARGETS},
+    coords={"target": np.asarray(TARGETS)},
+    data=DataFormat(
+        columns={"participant": "label", "group": "label", "condition": "label",
+                 "target": "N", "matched": "N"},
+        response="matched", design=("target",),
+        plausible={"target": (0.0, 20.0), "matched": (0.0, 20.0)},
+        description="one row per trial: the force a participant produced to match a target "
+                    "force applied to their finger (Shergill et al. 2003)"),
+    references=("Brown H, Adams RA, Parees I, Edwards M, Friston K (2013). Active inference, "
+                "sensory attenuation and illusions. Cogn Process 14:411-427.",
+                "Shergill SS, Bays PM, Frith CD, Wolpert DM (2003). Two eyes for an eye: the "
+                "neuroscience of force escalation. Science 301:187."),
+)

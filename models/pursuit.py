@@ -81,9 +81,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import cpsych.active as active
-from cpsych import HDM, Level, Process
+from cpsych import HDM, DataFormat, Level, Paradigm, Parameter, Process, Readout
 
 __all__ = [
+    "PARADIGM",
     "W", "DT_MS", "DEG_PER_UNIT", "OFFSETS", "OCCLUDER_EDGE", "PRESETS", "SCENARIOS",
     "Precisions", "Scenario", "Traces", "gate", "process", "model", "action_mask",
     "scenario", "prepare", "simulate_traces", "readouts", "simulate", "pad", "batch_inputs",
@@ -443,3 +444,65 @@ def simulate(group: str = "control", name: str = "occlusion",
 
 
 _jit_sim: Callable[..., Traces] = jax.jit(simulate_traces)
+
+
+# ----------------------------------------------------------------------------- the paradigm
+#: Parameter names, in the order of :meth:`Precisions.as_array`.
+FIELDS: tuple[str, ...] = ("proprio", "retina", "state1", "cause2", "state2", "prior")
+
+
+def _simulate(values: dict[str, Any], design: dict[str, Any], key: jax.Array | None):
+    name = design["scenario"]
+    sc = scenario(name)
+    prior = values["prior"] if sc.prior_log_pi is None else sc.prior_log_pi
+    lp = jnp.stack([jnp.asarray(values[k] if k != "prior" else prior, float) for k in FIELDS])
+    tr = simulate_traces(lp, jnp.asarray(sc.cause), sc.occluder, sc.prior_mean,
+                         prepare(sc.cause.size), key, noise=key is not None)
+    ro = readouts(tr, score_from=REVERSAL if name == "reversal" else None)
+    if sc.occluder == 0:
+        ro.pop("gain_occluded")
+    return ro
+
+
+_LOG_PI = "log-precision"
+PARADIGM = Paradigm(
+    name="pursuit",
+    title="Smooth pursuit of an occluded target (Adams, Perrinet & Friston 2012)",
+    parameters=(
+        Parameter("proprio", 4.0, _LOG_PI, "proprioceptive log-precision", (4.0, 2.0),
+                  (-8.0, 16.0)),
+        Parameter("retina", 4.0, _LOG_PI, "retinal (level-1 sensory) log-precision",
+                  (4.0, 2.0), (-8.0, 16.0)),
+        Parameter("state1", 4.0, _LOG_PI, "level-1 state log-precision", (4.0, 2.0),
+                  (-8.0, 16.0)),
+        Parameter("cause2", 4.0, _LOG_PI, "level-2 cause log-precision", (4.0, 2.0),
+                  (-8.0, 16.0)),
+        Parameter("state2", 4.0, _LOG_PI, "level-2 (oscillator) state log-precision",
+                  (4.0, 2.0), (-8.0, 16.0)),
+        Parameter("prior", 4.0, _LOG_PI, "prior log-precision on the frequency",
+                  (4.0, 2.0), (-8.0, 16.0)),
+    ),
+    presets={name: dict(zip(FIELDS, map(float, p.as_array()), strict=True))
+             for name, p in PRESETS.items()},
+    readouts=(
+        Readout("gain_visible", "1", "pursuit gain, target visible"),
+        Readout("gain_occluded", "1", "pursuit gain, target occluded (occlusion scenario)"),
+        Readout("lag_ms", "ms", "pursuit lag"),
+        Readout("rms_error_deg", "deg", "RMS eye-target error"),
+        Readout("peak_eye_velocity", "deg/s", "catch-up saccade: peak eye velocity after "
+                "the target reappears"),
+    ),
+    simulate=_simulate,
+    design={"scenario": "occlusion"},
+    data=DataFormat(
+        columns={"time_ms": "ms", "eye_position_px": "px", "eye_velocity": "px/ms (x21.6)",
+                 "eye_velocity_desaccaded": "px/ms (x21.6)", "target_position_px": "px"},
+        response="eye_velocity_desaccaded", design=("time_ms", "target_position_px"),
+        plausible={"eye_position_px": (-2000.0, 3000.0), "target_position_px":
+                   (-2000.0, 3000.0)},
+        description="one file per condition: grand-average eye and target traces every "
+                    "10 ms (the eye-tracking CSVs of experiments/data/spem_fit)"),
+    references=("Adams RA, Perrinet LU, Friston K (2012). Smooth pursuit and visual "
+                "occlusion: active inference and oculomotor control in schizophrenia. "
+                "PLoS ONE 7:e47502.",),
+)
