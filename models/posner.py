@@ -58,12 +58,15 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from cpsych import HDM, Level, Process
+from cpsych import HDM, Level, Paradigm, Parameter, Process, Readout
+from cpsych.active import check_inputs, draw_noise
+from cpsych.active import run as active_run
 from cpsych.hdm import check_finite
 
 __all__ = [
     "CUES", "DT_MS", "T_BINS", "CHANNELS", "timing", "stimuli", "model", "process",
-    "simulate_trial", "target_belief", "reaction_time", "check_threshold", "check_cue",
+    "simulate_trial", "target_belief", "reaction_time", "crossing_time", "check_threshold",
+    "check_cue", "PARADIGM",
 ]
 
 #: Number of time bins of a trial and their duration (ms).
@@ -107,6 +110,8 @@ def _check_bins(n_bins: int) -> int:
 
 
 def _check_number(value: Any, name: str, positive: bool = False) -> float:
+    if isinstance(value, jax.core.Tracer):  # traced (sweeps, fits): checked before tracing
+        return value
     try:
         x = float(value)
     except (TypeError, ValueError) as err:
@@ -222,21 +227,31 @@ def target_belief(ds: xr.Dataset, cue: str) -> xr.DataArray:
     return ds["v"].sel(cause="target_left" if cue == "valid" else "target_right")
 
 
+def crossing_time(belief: jax.Array, threshold: float | jax.Array, onset: float,
+                  dt: float = DT_MS) -> jax.Array:
+    """Reaction time in pure JAX: time (``dt`` units) from ``onset`` (bins) to the belief's
+    first upward crossing of ``threshold`` after onset, linearly interpolated between bins;
+    ``nan`` if it never crosses (a miss)."""
+    b = jnp.asarray(belief)
+    k = jnp.arange(1, b.shape[0])
+    start = max(int(math.floor(onset)), 0)
+    up = (b[1:] >= threshold) & (b[:-1] < threshold) & (k >= max(start, 1))
+    i = jnp.argmax(up)  # first crossing (index into b[1:])
+    lo, hi = b[i], b[i + 1]
+    t = i + (threshold - lo) / jnp.where(hi > lo, hi - lo, 1.0)
+    return jnp.where(jnp.any(up), (jnp.maximum(t, onset) - onset) * dt, jnp.nan)
+
+
 def reaction_time(belief: Any, threshold: float = THRESHOLD, onset: float = 0.0,
                   dt: float = DT_MS) -> float:
     """Time (``dt`` units) from ``onset`` (bins) to the belief's first upward crossing of
-    ``threshold`` after onset, interpolated linearly between bins; ``nan`` if it never does.
-    """
+    ``threshold`` after onset, interpolated linearly between bins; ``nan`` if it never does
+    (:func:`crossing_time` on concrete values)."""
     threshold = check_threshold(threshold)
     b = np.asarray(belief, dtype=float)
     if b.ndim != 1 or b.size < 2:
         raise ValueError(f"belief: expected a 1-D time course, got shape {b.shape}")
-    start = max(int(math.floor(onset)), 0)
-    for k in range(max(start, 1), b.size):
-        if b[k] >= threshold and b[k - 1] < threshold:
-            t = k - 1 + (threshold - b[k - 1]) / (b[k] - b[k - 1])
-            return float((max(t, onset) - onset) * dt)
-    return float("nan")
+    return float(crossing_time(b, threshold, onset, dt))
 
 
 def simulate_trial(cue: str = "valid", attention_gain: float = 1.0, *,
@@ -285,3 +300,55 @@ def simulate_trial(cue: str = "valid", attention_gain: float = 1.0, *,
                      "attention_gain": float(attention_gain), "threshold": threshold,
                      "rt_ms": rt, "target_onset_ms": onset * DT_MS})
     return ds
+
+
+# ------------------------------------------------------------------------------ the paradigm
+def _simulate(values: dict[str, Any], design: dict[str, Any], key: jax.Array | None):
+    """Reaction times on a valid and an invalid trial (pure JAX)."""
+    n_bins, threshold = int(design["n_bins"]), float(design["threshold"])
+    proc, _, _, _, _ = check_inputs(process(), model(), np.zeros((3, n_bins)),
+                                    np.zeros((3, n_bins)), np.zeros(3))
+    m = model(values["gamma"], cue_gain=values["cue_gain"], capture=values["capture"],
+              log_pi_target=values["log_pi_target"], log_pi_w=values["log_pi_w"]).validate()
+    onset = timing(n_bins)["target_onset"]
+    out = {}
+    for cue, k in (("valid", 0), ("invalid", 1)):
+        z = None
+        if key is not None:
+            z, _ = draw_noise(proc, jax.random.fold_in(key, k), n_bins, 0.5)
+        res = active_run(proc, m, jnp.asarray(stimuli(cue, n_bins)), jnp.zeros((3, n_bins)),
+                         z=z, action_mask=jnp.zeros(3))
+        out[f"rt_{cue}"] = crossing_time(res.v[:, k], threshold, onset)
+    out["validity_effect"] = out["rt_invalid"] - out["rt_valid"]
+    return out
+
+
+PARADIGM = Paradigm(
+    name="posner",
+    title="Attention as precision: Posner cueing (Feldman & Friston 2010)",
+    parameters=(
+        Parameter("gamma", 1.0, "log-precision per unit attention",
+                  "how strongly attention shifts sensory log-precision between locations",
+                  (1.0, 1.0), (-4.0, 8.0)),
+        Parameter("log_pi_target", 2.0, "log-precision",
+                  "baseline sensory log-precision of the target channels", (2.0, 2.0),
+                  (-4.0, 12.0)),
+        Parameter("log_pi_w", 4.0, "log-precision", "log-precision of attention's fluctuations",
+                  (4.0, 2.0), (-4.0, 12.0)),
+        Parameter("cue_gain", 0.5, "1/bin", "k_c: how strongly the cue orients attention",
+                  (0.5, 0.25), (0.0, 4.0)),
+        Parameter("capture", 0.25, "1/bin", "k_t: how strongly a target captures attention",
+                  (0.25, 0.25), (0.0, 4.0)),
+    ),
+    presets={"control": {}},
+    readouts=(
+        Readout("rt_valid", "ms", "reaction time on a validly cued trial"),
+        Readout("rt_invalid", "ms", "reaction time on an invalidly cued trial"),
+        Readout("validity_effect", "ms", "invalid minus valid reaction time"),
+    ),
+    simulate=_simulate,
+    design={"n_bins": T_BINS, "threshold": THRESHOLD},
+    references=("Feldman H, Friston KJ (2010). Attention, uncertainty, and free-energy. "
+                "Front Hum Neurosci 4:215.",
+                "Posner MI (1980). Orienting of attention. Q J Exp Psychol 32:3-25."),
+)
