@@ -59,21 +59,11 @@ def _stack(params: Sequence) -> object:
     return Params(*[jnp.asarray([float(getattr(p, f)) for p in params]) for f in Params._fields])
 
 
-def _batch_fn():
-    """``(params batch, targets (B,), externals (B, T)) -> ActiveOutput (B, T, ...)`` jitted."""
+def _batch(params, targets, externals):
     from cpsych.models import force_matching as fm
 
-    return jax.jit(jax.vmap(lambda p, tg, ext: fm.simulate_trial(p, tg, ext)))
-
-
-_BATCH = None
-
-
-def _batch(params, targets, externals):
-    global _BATCH
-    if _BATCH is None:
-        _BATCH = _batch_fn()
-    return _BATCH(params, jnp.asarray(targets, float), jnp.asarray(externals, float))
+    return fm.simulate_trials(params, jnp.asarray(targets, float),
+                              jnp.asarray(externals, float))
 
 
 def compute(presets: dict | None = None, targets: Sequence[float] | None = None,

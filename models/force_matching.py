@@ -121,6 +121,7 @@ __all__ = [
     "model",
     "priors",
     "simulate_trial",
+    "simulate_trials",
     "trial",
     "trial_output",
     "replay",
@@ -328,6 +329,11 @@ def confident(mean: jax.Array, var: jax.Array) -> jax.Array:
     """The percept read-out: posterior mean minus ``Z_PERCEPT`` posterior SDs (about 90 %
     confidence; Brown et al. 2013). The one place this formula is written."""
     return mean - Z_PERCEPT * jnp.sqrt(jnp.maximum(var, 0.0))
+
+
+#: A batch of trials, ``(params batch, targets (B,), externals (B, T)) -> ActiveOutput``,
+#: vmapped and compiled once per batch shape.
+simulate_trials = jax.jit(jax.vmap(lambda p, tg, ext: simulate_trial(p, tg, ext)))
 
 
 def percept(out: ActiveOutput, t: jax.Array, which: str = "self") -> jax.Array:
