@@ -1,0 +1,59 @@
+"""JAX's persistent compilation cache, for fast second starts of the command line.
+
+Most of a cold ``cpsych <command>`` is XLA compilation. With the persistent cache, compiled
+executables are written to disk and a later process with the same program, shapes, JAX
+version and machine loads them instead of compiling.
+
+The ``cpsych`` command line (and ``python -m cpsych.experiments.<name>``) turns the cache on
+by default, in a per-user directory:
+
+* ``$CPSYCH_CACHE_DIR`` if set;
+* else ``$XDG_CACHE_HOME/cpsych/jax`` (``~/.cache/cpsych/jax`` when ``XDG_CACHE_HOME`` is
+  unset).
+
+``CPSYCH_NO_CACHE=1`` or the command-line flag ``--no-cache`` turns it off. Importing
+:mod:`cpsych` does not touch the cache: library users call :func:`enable` themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+
+__all__ = ["default_dir", "enable", "disabled_by_env"]
+
+
+def default_dir() -> Path:
+    """The per-user cache directory (see the module docstring)."""
+    if os.environ.get("CPSYCH_CACHE_DIR"):
+        return Path(os.environ["CPSYCH_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "cpsych" / "jax"
+
+
+def disabled_by_env() -> bool:
+    """Whether ``CPSYCH_NO_CACHE`` asks for no cache (any value but ``""`` or ``"0"``)."""
+    return os.environ.get("CPSYCH_NO_CACHE", "") not in ("", "0")
+
+
+def enable(directory: str | os.PathLike | None = None) -> Path | None:
+    """Turn on JAX's persistent compilation cache in ``directory`` (default :func:`default_dir`).
+
+    Returns the directory, or ``None`` when it cannot be created or written (the cache is then
+    left off: a cache is an optimisation, never a reason to fail).
+    """
+    path = Path(directory) if directory is not None else default_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    # cache every executable: the CLI's many small ones add up to most of a cold start
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
