@@ -306,8 +306,9 @@ def simulate_trial(cue: str = "valid", attention_gain: float = 1.0, *,
 def _simulate(values: dict[str, Any], design: dict[str, Any], key: jax.Array | None):
     """Reaction times on a valid and an invalid trial (pure JAX)."""
     n_bins, threshold = int(design["n_bins"]), float(design["threshold"])
-    proc, _, _, _, _ = check_inputs(process(), model(), np.zeros((3, n_bins)),
-                                    np.zeros((3, n_bins)), np.zeros(3))
+    with jax.ensure_compile_time_eval():  # validate the world on concrete values
+        proc, _, _, _, _ = check_inputs(process(), model(), np.zeros((3, n_bins)),
+                                        np.zeros((3, n_bins)), np.zeros(3))
     m = model(values["gamma"], cue_gain=values["cue_gain"], capture=values["capture"],
               log_pi_target=values["log_pi_target"], log_pi_w=values["log_pi_w"]).validate()
     onset = timing(n_bins)["target_onset"]

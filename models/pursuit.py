@@ -456,8 +456,10 @@ def _simulate(values: dict[str, Any], design: dict[str, Any], key: jax.Array | N
     sc = scenario(name)
     prior = values["prior"] if sc.prior_log_pi is None else sc.prior_log_pi
     lp = jnp.stack([jnp.asarray(values[k] if k != "prior" else prior, float) for k in FIELDS])
-    tr = simulate_traces(lp, jnp.asarray(sc.cause), sc.occluder, sc.prior_mean,
-                         prepare(sc.cause.size), key, noise=key is not None)
+    with jax.ensure_compile_time_eval():  # validate the templates on concrete values
+        templates = prepare(sc.cause.size)
+    tr = simulate_traces(lp, jnp.asarray(sc.cause), sc.occluder, sc.prior_mean, templates,
+                         key, noise=key is not None)
     ro = readouts(tr, score_from=REVERSAL if name == "reversal" else None)
     if sc.occluder == 0:
         ro.pop("gain_occluded")

@@ -180,3 +180,19 @@ def test_convolution_paradigm_recovers_states_in_a_noiseless_world():
     assert clean["rmse_x"] < 0.01 and clean["rmse_v"] < 0.02
     # an observer that trusts its senses far less recovers the states worse
     assert par.run(log_pi_z=-4.0)["rmse_x"] > 5 * clean["rmse_x"]
+
+
+@pytest.mark.slow
+def test_pursuit_readouts_equal_the_direct_simulation():
+    from cpsych.models import pursuit as pu
+
+    par = registry.get("pursuit")
+    for preset in ("control", "schizophrenia"):
+        ro = par.run(preset)
+        direct = pu.simulate(preset, "occlusion")[1]
+        for k in ("gain_visible", "gain_occluded", "peak_eye_velocity"):
+            assert ro[k] == pytest.approx(float(direct[k]), abs=1e-9), (preset, k)
+    rev = par.run(design={"scenario": "reversal"})
+    assert "gain_occluded" not in rev and np.isfinite(rev["rms_error_deg"])
+    # the schizophrenia preset loses pursuit through occlusion (Adams et al. 2012)
+    assert par.run("schizophrenia")["gain_occluded"] < par.run("control")["gain_occluded"] - 0.2
