@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "force-matching": ("cpsych.experiments.force_matching",
                        "force-matching illusion in health, schizophrenia and autism"),
     "pursuit": ("cpsych.experiments.pursuit", "smooth pursuit with occlusion"),
+    "mmn": ("cpsych.experiments.mmn", "mismatch negativity: roving oddball with learning"),
     "sweep": ("cpsych.experiments.sweep_cli", "precision sweeps of a paradigm over a grid"),
     "phase-diagrams": ("cpsych.experiments.phase_diagrams", "precision phase diagrams"),
     "fit": ("cpsych.experiments.fit_force_matching", "fit force-matching data (numpyro)"),
