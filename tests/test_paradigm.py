@@ -14,7 +14,7 @@ import cpsych
 from cpsych import integrator
 from cpsych import paradigm as registry
 
-SHIPPED = ("convolution", "force-matching", "posner", "pursuit")
+SHIPPED = ("convolution", "force-matching", "mmn", "posner", "pursuit")
 
 
 # ----------------------------------------------------------------------------- integrator
