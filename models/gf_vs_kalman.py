@@ -70,6 +70,7 @@ import xarray as xr
 import cpsych
 from cpsych import HDM, Level
 from cpsych.gencoords import S_ZERO, embedding_operator
+from cpsych.linearisation import phi_step
 from cpsych.models.convolution import dct_matrix
 
 __all__ = [
@@ -167,16 +168,18 @@ def simulate(key: jax.Array, nonlinear: bool = False, s: float = 1.0, T: int = N
     return cpsych.generate(m, np.zeros((0, T)), key)
 
 
-def _phi(Z: np.ndarray, p: int) -> list[np.ndarray]:
-    """``[phi_1(Z), ..., phi_p(Z)]`` from one exponential of ``[[Z, I, 0..], [0, S_p]]``."""
-    k = Z.shape[0]
-    M = np.zeros((k * (p + 1), k * (p + 1)))
-    M[:k, :k] = Z
-    M[:k, k:2 * k] = np.eye(k)
-    for j in range(1, p):
-        M[j * k:(j + 1) * k, (j + 1) * k:(j + 2) * k] = np.eye(k)
-    E = np.asarray(jsl.expm(jnp.asarray(M)))
-    return [E[:k, j * k:(j + 1) * k] for j in range(1, p + 1)]
+def _phi_matrices(A_: np.ndarray, n: int, dt: float) -> list[np.ndarray]:
+    """``[phi_1(A dt) dt, ..., phi_n(A dt) dt**n]`` from the engine's :func:`phi_step`.
+
+    ``phi_step(A, bs, dt) = sum_j phi_j(A dt) bs[j-1] dt**j`` is linear in ``bs``, so column
+    ``i`` of the ``j``-th matrix is ``phi_step`` with ``bs`` the unit vector ``e_i`` in row
+    ``j - 1`` and zeros elsewhere (one call per column, vectorised).
+    """
+    k = A_.shape[0]
+    basis = jnp.eye(n * k).reshape(n * k, n, k)  # basis[j * k + i] = e_i in row j
+    cols = jax.vmap(lambda bs: phi_step(jnp.asarray(A_, float), bs, dt))(basis)
+    cols = np.asarray(cols)  # row j * k + i: phi_{j+1}(A dt) dt**(j+1) e_i
+    return [cols[j * k:(j + 1) * k].T for j in range(n)]
 
 
 def _kernel_autocorrelation(s: float, lags: np.ndarray) -> np.ndarray:
@@ -224,7 +227,7 @@ def state_noise_covariance(s: float = 1.0, n: int = 6, log_pi_w: float = 2.0,
     lags = idx[:, None] - idx[None, :]
     W = _kernel_autocorrelation(s if s > S_ZERO else 0.0, lags)
     Vg = E @ W @ E.T * math.exp(-log_pi_w)  # covariance of the generalised fluctuation
-    phis = [p * dt ** (j + 1) for j, p in enumerate(_phi(A_ * dt, n))]
+    phis = _phi_matrices(A_, n, dt)
     Q = sum(Vg[j, k] * phis[j] @ phis[k].T for j in range(n) for k in range(n))
     return 0.5 * (Q + Q.T)
 
