@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from cpsych.fit.force import (
+    from cpsych.models.force_matching_fit import (
         default_emulator,
         fit_force_matching,
         map_force_matching,

@@ -1,13 +1,13 @@
 """Fit force-matching data: per-participant attenuation with group and condition effects.
 
 Reads a tidy CSV (columns participant, group, condition, target, matched; forces in N; one row
-per trial), fits the hierarchical model of cpsych.fit.models (attenuation h per participant,
-group means and differences, condition effects, Gaussian matching noise) with an optax MAP
-estimate followed by NUTS, and writes <out>/posterior.nc (groups posterior, sample_stats,
+per trial), fits the hierarchical model of cpsych.models.force_matching_fit (attenuation h per
+participant, group means and differences, condition effects, Gaussian matching noise) with an
+optax MAP estimate followed by NUTS, and writes <out>/posterior.nc (groups posterior, sample_stats,
 posterior_predictive, observed_data, summary; readable with arviz.from_netcdf or
 cpsych.fit.load_fit) and the figures <out>/traces, <out>/densities and <out>/predictive
 (PDF and PNG). The agent's matched force for each attenuation comes from the force-matching
-simulator (models/force_matching.py) run on a grid and interpolated (cpsych.fit.simulators).
+simulator (models/force_matching.py) run on a grid and interpolated (cpsych.fit.emulator).
 
 Example data: experiments/data/force_matching_example.csv (20 synthetic participants, known
 attenuations in force_matching_example_truth.csv; see docs/fitting.md).
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _emulator(quick: bool):
-    from cpsych.fit.force import default_emulator
+    from cpsych.models.force_matching_fit import default_emulator
 
     if quick:
         return default_emulator(0.0, 10.0, 0.5, 3.5, 0.25)
@@ -72,13 +72,15 @@ def _check_args(args) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpsych.fit import data as D
-    from cpsych.fit.force import fit_force_matching
-    from cpsych.fit.models import force_data
+    from cpsych.models.force_matching_fit import (
+        fit_force_matching,
+        force_data,
+        load_force_matching,
+    )
     from cpsych.plotting import save_figure
 
     _check_args(args)
-    ds = D.load_force_matching(args.csv)  # errors name file, line and column
+    ds = load_force_matching(args.csv)  # errors name file, line and column
     data = force_data(ds, args.reference_group, args.reference_condition)
     out = Path(args.out)
     t0 = time.perf_counter()
@@ -279,8 +281,7 @@ def make_example(path: Path = EXAMPLE, truth: Path = TRUTH, seed: int = 2024) ->
     """
     import csv
 
-    from cpsych.fit.data import write_force_matching
-    from cpsych.fit.force import synthetic_force_data
+    from cpsych.models.force_matching_fit import synthetic_force_data, write_force_matching
 
     rng = np.random.default_rng(seed)
     h = np.r_[rng.normal(6.0, 0.5, 10), rng.normal(4.0, 0.5, 10)]

@@ -122,7 +122,7 @@ def prepare_data(directory: Path = DATA) -> xr.Dataset:
     same speed stands for its mean trajectory; the noise is the agent's business (its
     sensory precision).
     """
-    from cpsych.fit.data import load_eye_tracking
+    from cpsych.models.pursuit import load_eye_tracking
 
     raw = {c: load_eye_tracking(directory / f"{c}_10ms.csv", condition=c) for c in CONDITIONS}
     eye = np.full((len(CONDITIONS), BINS), np.nan)

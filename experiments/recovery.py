@@ -36,7 +36,7 @@ def simulate_participants(n_per_group: int = 10, D: float = 2.0, sd: float = 0.5
                           noise_sd: float = 0.1, slider: float = -1.0, seed: int = 0,
                           direct: bool = True) -> tuple[np.ndarray, list[str], xr.Dataset]:
     """True attenuations, group labels and the synthetic data set."""
-    from cpsych.fit.force import synthetic_force_data
+    from cpsych.models.force_matching_fit import synthetic_force_data
 
     rng = np.random.default_rng(seed)
     h = np.r_[rng.normal(6.0, sd, n_per_group), rng.normal(6.0 - D, sd, n_per_group)]
@@ -50,7 +50,11 @@ def simulate_participants(n_per_group: int = 10, D: float = 2.0, sd: float = 0.5
 def recover(n_per_group: int = 10, D: float = 2.0, noise_sd: float = 0.1, seed: int = 0,
             chains: int = 4, warmup: int = 500, draws: int = 1000) -> xr.Dataset:
     """Simulate, fit (MAP and NUTS) and compare with the truth."""
-    from cpsych.fit.force import default_emulator, fit_force_matching, map_force_matching
+    from cpsych.models.force_matching_fit import (
+        default_emulator,
+        fit_force_matching,
+        map_force_matching,
+    )
 
     t0 = time.perf_counter()
     h, groups, ds = simulate_participants(n_per_group, D, noise_sd=noise_sd, seed=seed)

@@ -2,6 +2,8 @@
 
 Brown, Adams, Parees, Edwards & Friston (2013), "Active inference, sensory attenuation and
 illusions", Cognitive Processing 14, 411-427; after SPM12's ``ALAP_demo_attenuation``.
+Fitting it to behaviour (data format, emulator, hierarchical model):
+:mod:`cpsych.models.force_matching_fit`.
 
 Generative process (the world)
 ------------------------------

@@ -68,20 +68,27 @@ sign flipped from bin 50 on); ``frequency`` (no occluder, 128 bins, prior mean `
 ``v3`` with log-precision -4: the agent must learn the frequency).
 
 **Units of the read-outs.** One model unit of angle is 2 degrees; one bin is 16 ms.
+
+**Fitting** (the section at the end of this module): differentiable read-outs
+(:func:`pursuit_readouts`) and the eye-tracking data format (:func:`load_eye_tracking`,
+:func:`load_spem`), built on the generic CSV machinery of :mod:`cpsych.fit.data`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
 
 import cpsych.active as active
 from cpsych import HDM, DataFormat, Level, Paradigm, Parameter, Process, Readout
+from cpsych.fit.data import DataError, check_columns, check_widths, parse_number, read_table
 
 __all__ = [
     "PARADIGM",
@@ -89,6 +96,7 @@ __all__ = [
     "Precisions", "Scenario", "Traces", "gate", "process", "model", "action_mask",
     "scenario", "prepare", "simulate_traces", "readouts", "simulate", "pad", "batch_inputs",
     "simulate_batch", "simulate_batch_jit",
+    "pursuit_readouts", "EYE_REQUIRED", "EYE_OPTIONAL", "load_eye_tracking", "load_spem",
 ]
 
 W = 2 * np.pi / 32  # angular frequency of the target (rad per bin)
@@ -508,3 +516,90 @@ PARADIGM = Paradigm(
                 "occlusion: active inference and oculomotor control in schizophrenia. "
                 "PLoS ONE 7:e47502.",),
 )
+
+
+# ----------------------------------------------------------------------------- fitting
+# What fitting pursuit to behaviour needs (SPEC 7): differentiable read-outs and the
+# eye-tracking data format, built on the generic CSV machinery of cpsych.fit.data.
+def pursuit_readouts(log_pi: jax.Array, templates, cause: jax.Array, occluder: float = 1.0,
+                     prior_mean: float | None = None) -> jax.Array:
+    """``[visible gain, occluded gain, RMS error (deg)]`` of a pursuit trial (differentiable).
+
+    ``templates`` from :func:`prepare` (``prepare(T, gate_slope=...)``). The occluder is a hard
+    step in the agent's predictions; a ``gate_slope`` there (e.g. 8 per model unit: from 12 %
+    to 88 % visible over 0.5 units) makes the agent's model smooth. The process gate stays
+    hard: the target's trajectory does not depend on any fitted parameter. The gains are
+    least-squares slopes (smooth); the lag (an ``argmin`` over shifts) is not returned.
+    """
+    pm = 8 * W if prior_mean is None else prior_mean
+    r = readouts(simulate_traces(log_pi, cause, occluder, pm, templates))
+    return jnp.stack([r["gain_visible"], r["gain_occluded"], r["rms_error_deg"]])
+
+
+#: Required and optional columns of an eye-tracking table (the layout of ``shared/data/spem``).
+EYE_REQUIRED = ("time_ms", "eye_position_px")
+EYE_OPTIONAL = ("eye_velocity", "eye_velocity_desaccaded", "lag", "target_position_px")
+_EYE_UNITS = {"time_ms": "ms", "eye_position_px": "px", "target_position_px": "px", "lag": "px",
+              "eye_velocity": "as recorded", "eye_velocity_desaccaded": "as recorded"}
+
+
+def load_eye_tracking(path: str | Path, condition: str | None = None) -> xr.Dataset:
+    """Read one eye-tracking time series (one row per sample).
+
+    Parameters
+    ----------
+    path : CSV with ``time_ms``, ``eye_position_px`` and optionally ``eye_velocity``,
+        ``eye_velocity_desaccaded``, ``lag`` (target minus eye position, px, as recorded in
+        the SPM data: ``target = eye + lag``), ``target_position_px``. Empty or ``nan`` cells
+        are allowed in the optional columns (the source marks missing samples that way) and
+        become NaN, counted in ``attrs["n_missing_<column>"]``; time stamps must increase.
+        A malformed file raises :class:`cpsych.fit.data.DataError` naming file, line and
+        column.
+    condition : label stored in ``attrs`` (default: the file's stem).
+
+    Returns
+    -------
+    xarray.Dataset over ``time`` (ms): one variable per column present (empty optional
+    cells are NaN), and ``target_position_px`` reconstructed as ``eye + lag`` when the
+    file has ``lag`` but no target column (``attrs["target_source"]`` says which).
+    """
+    path, header, rows = read_table(path)
+    check_columns(path, header, EYE_REQUIRED, EYE_OPTIONAL)
+    check_widths(path, header, rows)
+    known = [h for h in header if h in EYE_REQUIRED or h in EYE_OPTIONAL]
+    idx = {h: i for i, h in enumerate(header)}
+    cols: dict[str, list[float]] = {h: [] for h in known}
+    for line, row in rows:
+        for h in known:
+            cols[h].append(parse_number(path, line, h, row[idx[h]],
+                                        allow_empty=h in EYE_OPTIONAL))
+    t = np.asarray(cols.pop("time_ms"))
+    bad = np.flatnonzero(np.diff(t) <= 0)
+    if bad.size:
+        raise DataError(path, f"time does not increase ({t[bad[0]]:g} then {t[bad[0] + 1]:g})",
+                        rows[bad[0] + 1][0], "time_ms")
+    data = {}
+    attrs = {"source": str(path), "condition": condition or path.stem}
+    for h, v in cols.items():
+        arr = np.asarray(v)
+        data[h] = ("time", arr, {"units": _EYE_UNITS[h]})
+        attrs[f"n_missing_{h}"] = int(np.isnan(arr).sum())
+    if "target_position_px" not in data and "lag" in data:
+        data["target_position_px"] = ("time", data["eye_position_px"][1] + data["lag"][1],
+                                      {"units": "px", "long_name": "eye + lag"})
+        attrs["target_source"] = "eye_position_px + lag"
+    elif "target_position_px" in data:
+        attrs["target_source"] = "target_position_px"
+    return xr.Dataset(data, coords={"time": ("time", t, {"units": "ms"})}, attrs=attrs)
+
+
+def load_spem(directory: str | Path,
+              conditions: Sequence[str] = ("fast_smooth", "fast_noisy", "slow_smooth",
+                                           "slow_noisy")) -> dict[str, xr.Dataset]:
+    """The four SPM smooth-pursuit grand averages (``<directory>/<condition>.csv``).
+
+    Returns a dict condition -> dataset of :func:`load_eye_tracking` (the conditions differ
+    in length, so they are not stacked).
+    """
+    directory = Path(directory)
+    return {c: load_eye_tracking(directory / f"{c}.csv", condition=c) for c in conditions}

@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 from cpsych.fit import data as D
-from cpsych.fit import force as FF
-from cpsych.fit import infer, simulators
+from cpsych.fit import infer
+from cpsych.models import force_matching_fit as FF
+from cpsych.models import pursuit as P
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = """participant,group,condition,target,matched
@@ -40,14 +41,14 @@ def _write(tmp_path, text, name="fm.csv"):
 
 # ----------------------------------------------------------------------------- loaders
 def test_load_force_matching(tmp_path):
-    ds = D.load_force_matching(_write(tmp_path, GOOD))
+    ds = FF.load_force_matching(_write(tmp_path, GOOD))
     assert ds.sizes["trial"] == 4
     np.testing.assert_allclose(ds["matched"], [0.9, 1.6, 0.6, 1.1])
     assert list(ds["group"].values) == ["control", "control", "patient", "patient"]
     assert list(ds["line"].values) == [2, 3, 4, 5]
     assert ds["target"].attrs["units"] == "N"
     # the shipped example loads and has the documented design
-    ex = D.load_force_matching(ROOT / "experiments/data/force_matching_example.csv")
+    ex = FF.load_force_matching(ROOT / "experiments/data/force_matching_example.csv")
     assert ex.sizes["trial"] == 20 * 4 * 2
     assert ex.attrs["groups"] == ["control", "schizophrenia"]
 
@@ -74,7 +75,7 @@ def test_load_force_matching(tmp_path):
 def test_malformed_force_file(tmp_path, text, line, column, words):
     path = _write(tmp_path, text)
     with pytest.raises(D.DataError) as err:
-        D.load_force_matching(path)
+        FF.load_force_matching(path)
     msg = str(err.value)
     assert str(path) in msg and words in msg, msg
     assert f"line {line}" in msg, msg
@@ -86,37 +87,37 @@ def test_malformed_force_file(tmp_path, text, line, column, words):
 def test_empty_group(tmp_path):
     path = _write(tmp_path, GOOD)
     with pytest.raises(D.DataError, match=r"fm.csv, column 'group': group 'autism' has no rows"):
-        D.load_force_matching(path, groups=("control", "patient", "autism"))
+        FF.load_force_matching(path, groups=("control", "patient", "autism"))
     with pytest.raises(D.DataError, match=r"line 4, column 'group': unexpected group 'patient'"):
-        D.load_force_matching(path, groups=("control",))
+        FF.load_force_matching(path, groups=("control",))
     with pytest.raises(D.DataError, match="no data rows"):
-        D.load_force_matching(_write(tmp_path, GOOD.splitlines()[0] + "\n", "h.csv"))
+        FF.load_force_matching(_write(tmp_path, GOOD.splitlines()[0] + "\n", "h.csv"))
     with pytest.raises(FileNotFoundError):
-        D.load_force_matching(tmp_path / "nope.csv")
+        FF.load_force_matching(tmp_path / "nope.csv")
 
 
 def test_load_eye_tracking(tmp_path):
-    spem = D.load_spem(ROOT / "experiments/data/spem_fit", conditions=(
+    spem = P.load_spem(ROOT / "experiments/data/spem_fit", conditions=(
         "fast_smooth_10ms", "fast_noisy_10ms", "slow_smooth_10ms", "slow_noisy_10ms"))
     for name, ds in spem.items():
         assert ds["time"].attrs["units"] == "ms"
         assert np.all(np.isfinite(ds["target_position_px"]))
         assert ds.sizes["time"] > 60
     good = "time_ms,eye_position_px,eye_velocity\n0,1.0,\n1,1.5,0.5\n2,2.0,nan\n"
-    ds = D.load_eye_tracking(_write(tmp_path, good, "e.csv"))
+    ds = P.load_eye_tracking(_write(tmp_path, good, "e.csv"))
     assert ds.sizes["time"] == 3 and ds.attrs["n_missing_eye_velocity"] == 2
     bad = good.replace("2,2.0", "1,2.0")
     with pytest.raises(D.DataError, match=r"e2.csv, line 4, column 'time_ms': time does not"):
-        D.load_eye_tracking(_write(tmp_path, bad, "e2.csv"))
+        P.load_eye_tracking(_write(tmp_path, bad, "e2.csv"))
     bad = good.replace("1,1.5", "1,x")
     with pytest.raises(D.DataError, match=r"line 3, column 'eye_position_px': non-numeric"):
-        D.load_eye_tracking(_write(tmp_path, bad, "e3.csv"))
+        P.load_eye_tracking(_write(tmp_path, bad, "e3.csv"))
     bad = good.replace("1,1.5,0.5", "1,,0.5")  # required column: empty is an error
     with pytest.raises(D.DataError, match=r"line 3, column 'eye_position_px': empty cell"):
-        D.load_eye_tracking(_write(tmp_path, bad, "e4.csv"))
+        P.load_eye_tracking(_write(tmp_path, bad, "e4.csv"))
     bad = good.replace("eye_position_px", "eye_positon_px")
     with pytest.raises(D.DataError, match=r"line 1, column 'eye_position_px'.*eye_positon_px"):
-        D.load_eye_tracking(_write(tmp_path, bad, "e5.csv"))
+        P.load_eye_tracking(_write(tmp_path, bad, "e5.csv"))
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -128,7 +129,7 @@ def _force_readout(p):
     from cpsych.models import force_matching as fm
 
     base = fm.Params(log_pi_y=p[1], log_pi_x=p[2], log_pi_self=p[3])
-    return simulators.force_trial(p[0], p[4], base)
+    return FF.force_trial(p[0], p[4], base)
 
 
 @pytest.mark.parametrize("p", [
@@ -161,13 +162,11 @@ def test_force_reverse_mode_gradient():
 @pytest.mark.slow
 def test_pursuit_gradient_matches_finite_differences():
     """Pursuit gains and RMS error w.r.t. the six log-precisions (smooth occluder gate)."""
-    from cpsych.models import pursuit as P
-
     tmpl = P.prepare(64, gate_slope=8.0)
     cause = jnp.asarray(P.scenario("occlusion").cause)
 
     def f(lp):
-        return simulators.pursuit_readouts(lp, tmpl, cause)
+        return P.pursuit_readouts(lp, tmpl, cause)
 
     fj, J = jax.jit(f), jax.jit(jax.jacfwd(f))
     for lp in ([4.0] * 6, [4.0, 6.0, 6.0, 4.0, 4.0, 4.0], [4.0, 4.0, 4.0, 4.0, 0.0, 4.0]):
@@ -184,9 +183,45 @@ def test_pursuit_gradient_matches_finite_differences():
 @pytest.fixture(scope="module")
 def emu():
     """A coarse emulator (h 0..10 by 0.5, levels 0..3.5 N by 0.25 N; 315 trials)."""
-    e, grid = simulators.build_emulator(np.arange(0.0, 10.01, 0.5), np.arange(0.0, 3.51, 0.25),
-                                        np.arange(0.0, 2.51, 0.05))
+    e, grid = FF.build_emulator(np.arange(0.0, 10.01, 0.5), np.arange(0.0, 3.51, 0.25),
+                                np.arange(0.0, 2.51, 0.05))
     return e
+
+
+def test_table_emulator_exact_on_quadratic_times_linear():
+    """Catmull-Rom tangents are exact derivatives of a quadratic at interior knots, so the
+    cubic Hermite x linear interpolant reproduces f(x, y) = (x**2 - 3 x) y + 2 x between them;
+    off the grid it continues linearly along the end tangent."""
+    from cpsych.fit.emulator import table_emulator
+
+    x, y = np.linspace(-1.0, 3.0, 9), np.linspace(0.0, 2.0, 5)
+
+    def f(a, b):
+        return (a**2 - 3 * a) * b + 2 * a
+
+    e = table_emulator(x, y, f(x[:, None], y[None, :]))
+    xs = jnp.array([-0.4, 0.1, 1.37, 2.2])  # inside [x_1, x_7]: interior tangents only
+    ys = jnp.array([0.3, 1.0, 1.75, 0.05])
+    np.testing.assert_allclose(e(xs, ys), f(xs, ys), rtol=0, atol=1e-12)
+    g = jax.vmap(jax.grad(e, argnums=0))(xs, ys)
+    np.testing.assert_allclose(g, (2 * xs - 3) * ys + 2, rtol=0, atol=1e-12)
+    # beyond the last knot: value + one-sided tangent (per knot spacing) times the distance
+    slope = (f(3.0, 1.0) - f(2.5, 1.0)) / 0.5
+    assert float(e(3.8, 1.0)) == pytest.approx(f(3.0, 1.0) + 0.8 * slope, abs=1e-12)
+    assert e.x_range == (-1.0, 3.0)
+
+
+def test_table_emulator_rejects_bad_grids():
+    from cpsych.fit.emulator import table_emulator
+
+    with pytest.raises(ValueError, match="x_grid: expected >= 3 increasing, uniformly spaced"):
+        table_emulator([0.0, 1.0, 3.0], [0.0, 1.0, 2.0], np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"table: expected shape \(3, 4\)"):
+        table_emulator([0.0, 1.0, 2.0], [0.0, 1.0, 2.0, 3.0], np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="table: non-finite"):
+        table_emulator([0.0, 1.0, 2.0], [0.0, 1.0, 2.0], np.full((3, 3), np.nan))
+    with pytest.raises(ValueError, match="h_grid: expected"):
+        FF.build_emulator(h_grid=[0.0, 1.0])  # rejected before any simulation
 
 
 def test_emulator_edges_and_gradient(emu):
@@ -204,7 +239,7 @@ def test_emulator_edges_and_gradient(emu):
 
 def test_emulator_error_vs_simulator(emu):
     """Interpolating the grid costs < 0.05 N against direct simulation at off-grid h."""
-    err = emu.error([3.25, 5.75], [0.5, 1.0, 1.5, 2.0], np.arange(0.0, 3.51, 0.25))
+    err = FF.emulator_error(emu, [3.25, 5.75], [0.5, 1.0, 1.5, 2.0], np.arange(0.0, 3.51, 0.25))
     assert err < 0.05, err
 
 

@@ -1,28 +1,39 @@
-"""Fitting precision parameters to behaviour (SPEC 7).
+"""Generic inference for fitting paradigm parameters to behaviour (SPEC 7).
 
-* :mod:`cpsych.fit.data` — tidy CSV loaders with strict validation (force matching, eye
-  tracking).
-* :mod:`cpsych.fit.simulators` — differentiable read-outs of the paradigm simulators (smooth
-  surrogates for the non-differentiable ones) and the force-matching emulator.
-* :mod:`cpsych.fit.models` — hierarchical numpyro models (non-centred).
-* :mod:`cpsych.fit.infer` — optax MAP, NUTS, xarray posteriors with R-hat / ESS, netCDF.
-* :mod:`cpsych.fit.force` — the force-matching fit end to end and synthetic participants.
+* :mod:`cpsych.fit.data` — strict CSV reading (:class:`DataError` names file, line and
+  column) that the paradigms' data formats are built on.
+* :mod:`cpsych.fit.emulator` — a smooth, differentiable table emulator of an expensive
+  function of two scalars (cubic Hermite x linear), for likelihoods inside NUTS.
+* :mod:`cpsych.fit.infer` — optax MAP, numpyro NUTS, xarray posteriors in ArviZ's layout with
+  R-hat / ESS, netCDF.
+
+Paradigm-specific fitting lives with the paradigm: :mod:`cpsych.models.force_matching_fit`
+(data format, emulator of the matched force, hierarchical model, end-to-end fit) and the
+fitting section of :mod:`cpsych.models.pursuit` (read-outs, eye-tracking data). The engine never
+imports them.
+
+:mod:`cpsych.fit.infer` (numpyro) is imported on first use of one of its names, so that the
+paradigm modules can read their data through :mod:`cpsych.fit.data` without loading numpyro.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import cpsych  # noqa: F401  (float64)
 
-from .data import DataError, load_eye_tracking, load_force_matching, load_spem
-from .force import default_emulator, fit_force_matching, map_force_matching, synthetic_force_data
-from .infer import Fit, MapResult, load_fit, map_estimate, sample_nuts, summarise
-from .models import ForceData, ForcePriors, force_data, force_matching_model
-from .simulators import Emulator, build_emulator, force_grid, force_trial, matched_table
+from .data import DataError, read_table
+from .emulator import Emulator, hermite_1d, table_emulator
 
-__all__ = [
-    "DataError", "load_eye_tracking", "load_force_matching", "load_spem",
-    "default_emulator", "fit_force_matching", "map_force_matching", "synthetic_force_data",
-    "Fit", "MapResult", "load_fit", "map_estimate", "sample_nuts", "summarise",
-    "ForceData", "ForcePriors", "force_data", "force_matching_model",
-    "Emulator", "build_emulator", "force_grid", "force_trial", "matched_table",
-]
+_INFER = ("Fit", "MapResult", "load_fit", "map_estimate", "sample_nuts", "summarise")
+
+__all__ = ["DataError", "read_table", "Emulator", "hermite_1d", "table_emulator", *_INFER]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _INFER:
+        return getattr(importlib.import_module(".infer", __name__), name)
+    if name == "infer":
+        return importlib.import_module(".infer", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
