@@ -2,7 +2,9 @@
 
 Recognition dynamics (SPEC section 3)::
 
-    du/dt = D u - dL/du
+    du/dt = D u - kappa dL/du
+
+(``kappa`` the rate of generalised descent, :attr:`cpsych.HDM.kappa`, SPM's ``E.K``)
 
 are integrated jointly with the generalised data and prior (whose flow is ``D w``) by the one
 local-linearisation loop of :mod:`cpsych.integrator`, one step per time bin: this module
@@ -101,17 +103,21 @@ def filter_output(model: HDM, u: jax.Array, c: Curvature) -> FilterOutput:
 
 def recognition_flow(model: HDM, u: jax.Array, w: tuple[jax.Array, jax.Array]
                      ) -> tuple[integrator.Flow, Curvature]:
-    """The recognition flow ``q = D u - dL/du`` at one bin, with ``A = D - H`` and ``B = -K``.
+    """The recognition flow ``q = D u - kappa dL/du``, ``A = D - kappa H``, ``B = -kappa K``.
 
     ``w = (y~, eta~)`` are the bin's generalised data ``(n, n_y)`` and prior ``(d, n_top)``;
     ``H`` and ``K`` are the curvature and the coupling of the Gibbs energy to them
-    (:func:`cpsych.energy.laplace_terms`).
+    (:func:`cpsych.energy.laplace_terms`). The rate of generalised descent
+    ``kappa = model.kappa`` (SPM's ``E.K``) scales the gradient, the curvature and the
+    coupling, never the shift operator ``D``; the returned :class:`~cpsych.energy.Curvature`
+    is unscaled (the conditional precision does not depend on ``kappa``).
     """
     yt, et = w
     n_y = yt.shape[1]
     c = laplace_terms(model, u, jnp.concatenate([yt.ravel(), et.ravel()]), n_y)
     Du = shift_operator(model)
-    return integrator.Flow(q=Du @ u - c.grad, A=Du - c.H, B=-c.K), c
+    k = jnp.asarray(model.kappa, dtype=u.dtype)
+    return integrator.Flow(q=Du @ u - k * c.grad, A=Du - k * c.H, B=-k * c.K), c
 
 
 def run(model: HDM, y: jax.Array, eta: jax.Array | None = None) -> FilterOutput:
