@@ -8,14 +8,15 @@ that cpsych's parameter estimates can be checked against SPM's number for number
 **D-step** (one pass over the data, expectations starting afresh): generalised filtering of the
 states under the current parameters ``p`` and log-precisions ``h``, whose flow also descends
 the parameters' uncertainty ``W = tr(C_p J_p' Pi J_p)`` (``J_p = dE/dp``, ``C_p`` the current
-posterior covariance of ``p``): gradient ``-J_u' Pi E - dW/du / 4``... exactly, SPM's
-``dW/du_i = tr(C_p J_p' Pi dJ_p/du_i)`` and ``dW/du_i du_j = tr(C_p dJ_p/du_i' Pi dJ_p/du_j)``
-enter halved, and the flow is ``D u + kappa dV/du`` with Jacobian ``D + kappa d2V/du2``
-integrated by local linearisation. Along the pass it accumulates, with ``E`` the errors (top
-order of state motion zeroed) and ``Sigma_t`` the states' conditional covariance:
+posterior covariance of ``p``). SPM's gradient is ``-J_u' Pi E - w_u / 2`` with
+``w_u,i = tr(C_p J_p' Pi dJ_p/du_i)`` and its curvature ``-J_u' Pi J_u - w_uu / 2`` with
+``w_uu,ij = tr(C_p dJ_p/du_i' Pi dJ_p/du_j)``; the flow ``D u + kappa dV/du`` with Jacobian
+``D + kappa d2V/du2`` is integrated by local linearisation. Along the pass it accumulates,
+with ``E`` the errors (top order of state motion zeroed) and ``Sigma_t`` the states'
+conditional covariance:
 
-- for the E-step ``dF/dp = sum_t -J_p' Pi E - 1/2 tr(Sigma_t dJ_u/dp_i' Pi J_u)`` and the
-  Gauss-Newton curvature ``sum_t -J_p' Pi J_p - 1/2 tr(Sigma_t dJ_u/dp_i' Pi dJ_u/dp_j)``;
+- for the E-step ``dF/dp_i = sum_t -J_p' Pi E - 1/2 tr(Sigma_t dJ_u/dp_i' Pi J_u)`` and the
+  curvature ``sum_t -J_p' Pi J_p - 1/2 tr(Sigma_t dJ_u/dp_i' Pi dJ_u/dp_j)``;
 - for the M-step ``EE = sum_t E E'`` and ``ECE = sum_t J_u Sigma_t J_u' + J_p C_p J_p'``.
 
 **M-step** (up to ``n_m`` Fisher-scoring steps on ``h``): with ``S = inv(Pi(h))`` and
@@ -36,7 +37,13 @@ shrink ``t_e`` and ``t_m`` (``min(t - 2, -2)``) and allow one M-step from then o
 Parameters enter through ``build(params) -> HDM`` like :func:`cpsych.learn`; the names listed
 in ``hyper`` are log-precisions (M-step), the rest parameters (E-step). The models' log
 precisions are functions of ``h`` (SPM's ``Pi = sum_i Q_i exp(h_i)`` when ``log_pi = h``);
-components that do not depend on ``h`` are fixed (SPM's ``V``, ``W``).
+components that do not depend on ``h`` are fixed (SPM's ``V``, ``W``). Beware SPM's defaults:
+a model completed by ``spm_DEM_M_set`` before its precision components are added (as
+``spm_DEM_M`` and the demos do) keeps unit fixed precisions ``V = I``, ``W = I`` beside them,
+so that its precision is ``1 + exp(h)``: ``log_pi = jnp.logaddexp(0, h)`` in ``build``.
+
+Derivatives here are exact (autodiff) where SPM takes finite differences; for models linear
+(or bilinear) in states and parameters the two agree to rounding.
 """
 
 from __future__ import annotations
@@ -217,7 +224,7 @@ def _ju(model: HDM, je: jax.Array, n_y: int) -> jax.Array:
                             je[start_v:start_v + model.d * model.n_v]])
 
 
-def _precision_and_slopes(build, n_y: int):
+def _precision_and_slopes(build):
     """``Pi(h)``, ``dPi/dh`` and which diagonal entries do not depend on ``h`` (jit-able)."""
 
     def pi_of(p, h):
@@ -290,7 +297,7 @@ def dem(build: Callable[[dict], HDM], y: Any, params0: dict, *, hyper: Sequence[
     n_y, T = y.shape
     eta_arr = jnp.asarray(model0.eta if eta is None else eta, float)
     d_step = jax.jit(_d_step(build_ph, n_y))
-    pi_fn = jax.jit(_precision_and_slopes(build_ph, n_y))
+    pi_fn = jax.jit(_precision_and_slopes(build_ph))
 
     n_p, n_h = p0.size, h0.size
     Pp = spm_inv(np.diag(pC))  # prior precisions (reduced space: the free parameters)
