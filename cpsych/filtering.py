@@ -2,7 +2,9 @@
 
 Recognition dynamics (SPEC section 3)::
 
-    du/dt = D u - dL/du
+    du/dt = D u - kappa dL/du
+
+(``kappa`` the rate of generalised descent, :attr:`cpsych.HDM.kappa`, SPM's ``E.K``)
 
 are integrated jointly with the generalised data and prior (whose flow is ``D w``) by the one
 local-linearisation loop of :mod:`cpsych.integrator`, one step per time bin: this module
@@ -20,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import integrator
-from .energy import Curvature, laplace_terms, split_u
+from .energy import Curvature, laplace_terms, precisions, split_u
+from .evidence import bin_bounds
 from .gencoords import derivative_operator, embed_series
 from .hdm import HDM
 
@@ -41,6 +44,8 @@ class FilterOutput(NamedTuple):
     log_pi_v: jax.Array  # log-precisions in force
     F: jax.Array  # free energy of this bin, L + 1/2 ln|H|
     x_gen: jax.Array  # (n, n_x) generalised expectations of states
+    F_dem: jax.Array  # spm_DEM's log-evidence bound accumulated at this bin (SPM's sign)
+    F_lap: jax.Array  # spm_LAP's log-evidence bound accumulated at this bin (SPM's sign)
 
 
 def shift_operator(model: HDM) -> jax.Array:
@@ -85,8 +90,13 @@ def init(model: HDM) -> jax.Array:
     return jnp.concatenate([xt.ravel(), vt.ravel()])
 
 
-def filter_output(model: HDM, u: jax.Array, c: Curvature) -> FilterOutput:
-    """What is reported at one bin: zeroth orders, conditional covariances, errors, F."""
+def filter_output(model: HDM, u: jax.Array, c: Curvature, lap_log_pi: tuple | None = None
+                  ) -> FilterOutput:
+    """What is reported at one bin: zeroth orders, conditional covariances, errors, F.
+
+    ``lap_log_pi`` are the log-precisions deciding which channels enter spm_LAP's bound
+    (:func:`cpsych.evidence.bin_bounds`; default those in force).
+    """
     nx, nv = model.n_x, model.n_v
     xt, vt = split_u(model, u)
     S = conditional_covariance(c.H_gn)
@@ -94,33 +104,41 @@ def filter_output(model: HDM, u: jax.Array, c: Curvature) -> FilterOutput:
     Sx = S[:nx, :nx]
     Sv = S[nxu:nxu + nv, nxu:nxu + nv]
     logdet_H = jnp.linalg.slogdet(c.H_gn)[1]
+    spm = bin_bounds(model, c.errors.ev, c.errors.ex, c.log_pi_v, c.log_pi_x, S, lap_log_pi)
     return FilterOutput(x=xt[0], v=vt[0], x_cov=Sx, v_cov=Sv, pred=c.errors.gv,
                         ev=c.errors.ev[0], ex=c.errors.ex[0], log_pi_v=c.log_pi_v,
-                        F=c.L + 0.5 * logdet_H, x_gen=xt)
+                        F=c.L + 0.5 * logdet_H, x_gen=xt, F_dem=spm.dem, F_lap=spm.lap)
 
 
 def recognition_flow(model: HDM, u: jax.Array, w: tuple[jax.Array, jax.Array]
                      ) -> tuple[integrator.Flow, Curvature]:
-    """The recognition flow ``q = D u - dL/du`` at one bin, with ``A = D - H`` and ``B = -K``.
+    """The recognition flow ``q = D u - kappa dL/du``, ``A = D - kappa H``, ``B = -kappa K``.
 
     ``w = (y~, eta~)`` are the bin's generalised data ``(n, n_y)`` and prior ``(d, n_top)``;
     ``H`` and ``K`` are the curvature and the coupling of the Gibbs energy to them
-    (:func:`cpsych.energy.laplace_terms`).
+    (:func:`cpsych.energy.laplace_terms`). The rate of generalised descent
+    ``kappa = model.kappa`` (SPM's ``E.K``) scales the gradient, the curvature and the
+    coupling, never the shift operator ``D``; the returned :class:`~cpsych.energy.Curvature`
+    is unscaled (the conditional precision does not depend on ``kappa``).
     """
     yt, et = w
     n_y = yt.shape[1]
     c = laplace_terms(model, u, jnp.concatenate([yt.ravel(), et.ravel()]), n_y)
     Du = shift_operator(model)
-    return integrator.Flow(q=Du @ u - c.grad, A=Du - c.H, B=-c.K), c
+    k = jnp.asarray(model.kappa, dtype=u.dtype)
+    return integrator.Flow(q=Du @ u - k * c.grad, A=Du - k * c.H, B=-k * c.K), c
 
 
 def run(model: HDM, y: jax.Array, eta: jax.Array | None = None) -> FilterOutput:
     """Invert ``model`` on data ``y`` of shape ``(n_y, T)``: outputs stacked over time."""
+    u0 = init(model)
+    lap_log_pi = precisions(model, u0)  # spm_LAP judges its exclusions at the start
+
     def flow(u, w):
         terms, c = recognition_flow(model, u, w)
-        return terms, filter_output(model, u, c)
+        return terms, filter_output(model, u, c, lap_log_pi)
 
-    return integrator.integrate(flow, init(model), inputs_series(model, y, eta), model.dt)
+    return integrator.integrate(flow, u0, inputs_series(model, y, eta), model.dt)
 
 
 run_jit = jax.jit(run)

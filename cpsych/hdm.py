@@ -127,6 +127,12 @@ class HDM:
         Smoothness of the fluctuations in time bins.
     dt : float
         Time bin (integration step and sampling interval).
+    kappa : float
+        Rate of generalised descent (SPM's ``E.K``, default 1): the recognition flow is
+        ``D mu~ - kappa dL/dmu~``. It scales the gradient, the curvature and the coupling to
+        the data and prior, never the shift operator ``D``; it does not change the
+        conditional covariance ``inv(H)``. ``kappa -> 0`` freezes the expectations in their
+        moving frame; large ``kappa`` makes the flow stiffer.
     """
 
     levels: tuple[Level, ...]
@@ -136,6 +142,7 @@ class HDM:
     d: int = _field_static(default=2)
     s: Any = 0.5
     dt: float = _field_static(default=1.0)
+    kappa: Any = 1.0
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -217,6 +224,11 @@ class HDM:
             raise ValueError(f"HDM: field 's' (smoothness) must be >= 0, got {self.s}")
         if not (np.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"HDM: field 'dt' must be a positive number, got {self.dt}")
+        check_finite(self.kappa, "HDM", "kappa", positive=True)
+        if not isinstance(self.kappa, jax.core.Tracer) and np.ndim(self.kappa) != 0:
+            raise ValueError(
+                f"HDM: field 'kappa' (rate of generalised descent) must be a scalar, "
+                f"got shape {np.shape(self.kappa)}")
         levels = []
         for i, lv in enumerate(self.levels):
             where = f"level {i + 1}"
@@ -291,9 +303,14 @@ class HDM:
                 f"got shape {eta.shape}"
             )
         return dataclasses.replace(self, levels=tuple(levels), eta=eta, log_pi_eta=log_pi_eta,
-                                   s=jnp.asarray(self.s, dtype=float)
-                                   if isinstance(self.s, jax.core.Tracer)
-                                   else np.asarray(self.s, dtype=float))
+                                   s=_as_float(self.s), kappa=_as_float(self.kappa))
+
+
+def _as_float(value):
+    """A float array (a traced value stays traced)."""
+    if isinstance(value, jax.core.Tracer):
+        return jnp.asarray(value, dtype=float)
+    return np.asarray(value, dtype=float)
 
 
 def _eval_shape(fn: Fn, lv: Level):

@@ -83,6 +83,12 @@ def filter_dataset(model: HDM, out: filtering.FilterOutput, y: np.ndarray, time:
                      {"long_name": "sensory log-precision in force"}),
         "F": ("time", o["F"], {"long_name": "free energy per bin, L + 1/2 ln|H| (to minimise)",
                                "units": "nats"}),
+        "F_spm_dem": ("time", o["F_dem"], {
+            "long_name": "spm_DEM's log-evidence bound accumulated per bin (SPM's sign: "
+                         "to maximise; see cpsych.evidence)", "units": "nats"}),
+        "F_spm_lap": ("time", o["F_lap"], {
+            "long_name": "spm_LAP's log-evidence bound accumulated per bin (SPM's sign: "
+                         "to maximise; see cpsych.evidence)", "units": "nats"}),
     }
     ds = xr.Dataset(data, coords=coords)
     ds.attrs.update(clean_attrs({
@@ -90,6 +96,9 @@ def filter_dataset(model: HDM, out: filtering.FilterOutput, y: np.ndarray, time:
         **{f"model_{k}": v for k, v in model.settings().items()},
         "free_action": float(np.sum(o["F"])),
         "free_energy_sign": "F is the free energy to minimise (SPM reports -F)",
+        "F_spm_dem": float(np.sum(o["F_dem"])),
+        "F_spm_lap": float(np.sum(o["F_lap"])),
+        "model_kappa": float(np.asarray(model.kappa)),
         **attrs,
     }))
     return ds

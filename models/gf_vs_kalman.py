@@ -86,6 +86,7 @@ __all__ = [
     "mse",
     "rts_smoother",
     "simulate",
+    "spm_demo_model",
     "state_noise_covariance",
 ]
 
@@ -136,6 +137,19 @@ def model(nonlinear: bool = False, s: float = 1.0, n: int = 6, log_pi_z: float =
         out_names=tuple(f"y{k + 1}" for k in range(4)),
     )
     return HDM(levels=(level,), n=n, d=1, s=s)
+
+
+def spm_demo_model(kappa: float = math.exp(-1.0)) -> HDM:
+    """The model of SPM's ``DEM_demo_GF_and_KF`` (linear observer, first run).
+
+    The same dynamics ``A`` but observed through ``spm_dctmtx(4, 8)``: the 8 cosines of
+    length 4 as columns (a ``4 x 8`` matrix, not the orthonormal :data:`C`); log-precisions 4
+    (observation) and 2 (states), ``n = 5`` coordinates (``E.n = 4``), ``s = 1`` bin and the
+    rate of generalised descent ``kappa`` (``E.K = exp(-1)``).
+    """
+    level = Level(g=_g_linear, f=_f, n_x=8, n_v=0, theta={"A": A, "C": dct_matrix(4, 8)},
+                  log_pi_z=4.0, log_pi_w=2.0)
+    return HDM(levels=(level,), n=5, d=1, s=1.0, kappa=kappa)
 
 
 def simulate(key: jax.Array, nonlinear: bool = False, s: float = 1.0, T: int = N_BINS,
