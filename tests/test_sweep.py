@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import jax
@@ -106,16 +105,23 @@ import sys, time, cpsych, cpsych.sweep as sw
 from cpsych.sweep import make_grid, sweep
 {toy}
 calls = [0]
-orig = sw._savez
-def slow(path, out):
+orig = sw._commit_chunk
+def slow(st, i, files, fingerprint):
     calls[0] += 1
-    if calls[0] > 3:  # stall while writing the 4th chunk: the parent kills us here
+    if calls[0] > 3:  # the 4th chunk: write its data, then stall before its commit record
+        for key, data in files.items():
+            st.write(key, data)
+        print("stalled", flush=True)
         time.sleep(600)
-    orig(path, out)
-sw._savez = slow
+    orig(st, i, files, fingerprint)
+sw._commit_chunk = slow
 sweep(toy, make_grid({{"a": "0:1:10", "b": [2.0, 3.0]}}, seeds=2), ["y", "v"],
       store=sys.argv[1], chunk_size=5)
 """
+
+
+def _records(store):
+    return sorted(p.name for p in (Path(store) / "_cpsych" / "done").glob("c*.json"))
 
 
 def test_kill_and_resume_identical(tmp_path):
@@ -123,35 +129,41 @@ def test_kill_and_resume_identical(tmp_path):
     store = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(toy=TOY), str(store)],
                             env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    chunks = store / "chunks"
-    t0 = time.time()
     try:
-        while len(list(chunks.glob("c*.npz"))) < 3:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.time() - t0 < 90, "sweep subprocess too slow"
-            time.sleep(0.05)
-        time.sleep(0.3)
+        line = proc.stdout.readline().decode()  # blocks until chunk 3's data are written
+        assert line.strip() == "stalled", proc.stderr.read().decode()[-2000:]
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    stored = sorted(chunks.glob("c*.npz"))
-    assert [p.name for p in stored] == ["c000000.npz", "c000001.npz", "c000002.npz"]
+    assert _records(store) == ["c000000.json", "c000001.json", "c000002.json"]
+    # chunk 3's data files were written (each atomically) but it has no commit record
+    y_files = sorted(p.relative_to(store).as_posix() for p in (store / "y" / "c").rglob("*")
+                     if p.is_file())
+    assert y_files == [f"y/c/{i}/0/0" for i in range(4)]
     assert not (store / "sweep.nc").exists()
-    mtimes = {p.name: p.stat().st_mtime_ns for p in stored}
+    partial = xr.open_zarr(store).load()  # read in place: chunks 0-2 and the orphan chunk 3
+    assert np.isnan(partial.y.values[4:]).all() and not np.isnan(partial.y.values[:4]).any()
+    stored = [store / "y" / "c" / str(i) / "0" / "0" for i in range(3)]
+    mtimes = {p: p.stat().st_mtime_ns for p in stored}
     st = {}
-    resumed = sweep(toy, grid, ["y", "v"], store=store, stats=st)  # chunk size from manifest
-    assert st["chunk_size"] == 5 and st["n_chunks"] == 8
-    assert st["skipped"] == [0, 1, 2] and st["computed"] == [3, 4, 5, 6, 7]
-    assert {p.name: p.stat().st_mtime_ns for p in stored} == mtimes
+    resumed = sweep(toy, grid, ["y", "v"], store=store, stats=st)  # chunk shape from manifest
+    assert st["chunk_size"] == 4 and st["chunk_shape"] == (1, 2, 2) and st["n_chunks"] == 10
+    assert st["skipped"] == [0, 1, 2] and st["computed"] == list(range(3, 10))
+    assert st["damaged"] == []
+    assert {p: p.stat().st_mtime_ns for p in stored} == mtimes
     full = sweep(toy, grid, ["y", "v"], store=tmp_path / "full", chunk_size=5)
     xr.testing.assert_identical(resumed, full)
     xr.testing.assert_identical(cpsych.load(store / "sweep.nc"),
                                 cpsych.load(tmp_path / "full" / "sweep.nc"))
+    xr.testing.assert_identical(xr.open_zarr(store).load(), full)
+    for name in _records(store):  # the same bytes, chunk by chunk
+        assert (store / "_cpsych" / "done" / name).read_bytes() == \
+            (tmp_path / "full" / "_cpsych" / "done" / name).read_bytes()
     # a third run recomputes nothing
     st2 = {}
     again = sweep(toy, grid, ["y", "v"], store=store, stats=st2)
-    assert st2["computed"] == [] and len(st2["skipped"]) == 8
+    assert st2["computed"] == [] and len(st2["skipped"]) == 10
     xr.testing.assert_identical(again, full)
 
 
@@ -160,16 +172,249 @@ def test_hosts_fill_one_store(tmp_path):
     st0 = {}
     assert sweep(toy, grid, ["y"], store=tmp_path, chunk_size=3, host_index=0, host_count=2,
                  stats=st0) is None
-    assert st0["computed"] == [0, 2, 4] and st0["missing"] == [1, 3]
+    assert st0["chunk_shape"] == (1, 2)  # 3 points do not tile rows of 2: chunks of 2
+    assert st0["computed"] == [0, 2, 4, 6] and st0["missing"] == [1, 3, 5]
+    single = sweep(toy, grid, ["y"], chunk_size=3)
+    # the running sweep, read in place: host 0's rows, NaN in the rows left to host 1
+    running = xr.open_zarr(tmp_path).load()
+    assert not running.diverged.any()
+    np.testing.assert_array_equal(running.y.values[0::2], single.y.values[0::2])
+    assert np.isnan(running.y.values[1::2]).all()
+    assert not (tmp_path / "sweep.nc").exists()
     ds = sweep(toy, grid, ["y"], store=tmp_path, chunk_size=3, host_index=1, host_count=2)
-    xr.testing.assert_identical(ds, sweep(toy, grid, ["y"], chunk_size=3))
+    xr.testing.assert_identical(ds, single)
+    xr.testing.assert_identical(xr.open_zarr(tmp_path).load(), single)
 
 
 def test_store_refuses_another_sweep(tmp_path):
     sweep(toy, make_grid({"a": [1.0, 2.0], "b": [2.0]}), ["y"], store=tmp_path, chunk_size=2)
-    with pytest.raises(ValueError, match="different sweep.*grid"):
+    with pytest.raises(ValueError, match="different sweep.*grid") as e:
         sweep(toy, make_grid({"a": [1.0, 3.0], "b": [2.0]}), ["y"], store=tmp_path,
               chunk_size=2)
+    assert str(tmp_path) in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="different sweep.*chunk_shape"):
+        sweep(toy, make_grid({"a": [1.0, 2.0], "b": [2.0]}), ["y"], store=tmp_path,
+              chunk_size=1)
+    with pytest.raises(ValueError, match="different sweep.*readouts"):
+        sweep(toy, make_grid({"a": [1.0, 2.0], "b": [2.0]}), ["y", "inv"], store=tmp_path)
+
+
+def test_store_refuses_old_layout(tmp_path):
+    (tmp_path / "chunks").mkdir()
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(ValueError, match="old layout"):
+        sweep(toy, make_grid({"a": [1.0], "b": [2.0]}), ["y"], store=tmp_path)
+
+
+@pytest.mark.parametrize("shape, size", [((10, 2, 2), 5), ((7, 2), 3), ((3, 5, 4), 7),
+                                         ((3, 5, 4), 20), ((4, 6), 1000), ((9,), 4), ((2, 3), 1)])
+def test_chunks_tile_the_grid(shape, size):
+    """Every grid point lies in exactly one chunk; each chunk is a contiguous run of the
+    flattened grid, a zarr chunk of the block shape, of at most chunk_size points."""
+    from cpsych.sweep import _Chunks, chunk_shape
+
+    block = chunk_shape(shape, size)
+    ch = _Chunks(shape, block)
+    n = int(np.prod(shape))
+    assert ch.points <= size and (ch.points > size / 2 or ch.points == n)
+    flats = [ch.flat(i) for i in range(ch.n_chunks)]
+    np.testing.assert_array_equal(np.sort(np.concatenate(flats)), np.arange(n))
+    marks = np.full(shape, -1)
+    for i, f in enumerate(flats):
+        np.testing.assert_array_equal(f, np.arange(f[0], f[0] + f.size))  # contiguous
+        marks[ch.slices(i)] = i  # the zarr chunk of index ch.index(i)
+        assert all(s.start == c * b for s, c, b in zip(ch.slices(i), ch.index(i), block))
+        assert f.size == np.prod(ch.extent(i))
+    np.testing.assert_array_equal(marks.ravel()[np.concatenate(flats)],
+                                  np.repeat(np.arange(ch.n_chunks), [f.size for f in flats]))
+
+
+def test_store_reads_in_place_labelled(tmp_path):
+    """xr.open_zarr on the store gives the dataset sweep() returns: dims, coordinates,
+    read-out dimension names and coordinates, units, attributes, dtypes."""
+    g = make_grid({"a": "0:1:3", "b": [2.0, 3.0]}, seeds=2)
+    ro = {"y": {"attrs": {"units": "N", "long_name": "response"}},
+          "v": {"dims": ("comp",), "attrs": {"units": "m"}}}
+    kw = dict(chunk_size=3, key=1, attrs={"paradigm": "toy"}, coords={"comp": [10.0, 20.0]},
+              description="toy v1")
+    mem = sweep(toy, g, ro, **kw)
+    ds = sweep(toy, g, ro, store=tmp_path / "s", **kw)
+    xr.testing.assert_identical(ds, mem)
+    inplace = xr.open_zarr(tmp_path / "s")
+    assert inplace.y.attrs == {"units": "N", "long_name": "response"}
+    assert inplace.v.dims == ("a", "b", "seed", "comp") and inplace.diverged.dtype == bool
+    assert inplace.attrs == {"description": "toy v1", "n_points": 12, "paradigm": "toy"}
+    xr.testing.assert_identical(inplace.load(), mem)
+    assert inplace.y.encoding["chunks"] == (1, 1, 2)  # one zarr chunk per sweep chunk
+    xr.testing.assert_identical(cpsych.load(tmp_path / "s" / "sweep.nc"), mem)
+
+
+@pytest.mark.parametrize("kind", ["file", "memory"])
+def test_fsspec_url_store(tmp_path, kind):
+    """Two 'hosts' fill one store through an fsspec URL; the running sweep reads in place
+    with NaN where chunks are missing; the result equals an in-memory sweep."""
+    import uuid
+
+    import fsspec
+
+    url = (tmp_path / "s").as_uri() if kind == "file" else f"memory://sweep-{uuid.uuid4().hex}"
+    g = make_grid({"a": "0:1:5", "b": [2.0, 3.0]})
+    single = sweep(toy, g, ["y", "v"], chunk_size=4)
+    st = {}
+    assert sweep(toy, g, ["y", "v"], store=url, chunk_size=4, host_index=0, host_count=2,
+                 stats=st) is None
+    assert st["computed"] == [0, 2] and st["missing"] == [1]
+    running = xr.open_zarr(url).load()
+    np.testing.assert_array_equal(running.y.values[[0, 1, 4]], single.y.values[[0, 1, 4]])
+    assert np.isnan(running.y.values[2:4]).all()
+    st = {}
+    ds = sweep(toy, g, ["y", "v"], store=url, chunk_size=4, host_index=1, host_count=2,
+               stats=st)
+    assert st["computed"] == [1] and st["skipped"] == []
+    xr.testing.assert_identical(ds, single)
+    xr.testing.assert_identical(xr.open_zarr(url).load(), single)
+    st = {}
+    sweep(toy, g, ["y", "v"], store=url, stats=st)  # resume: nothing to do
+    assert st["computed"] == [] and st["skipped"] == [0, 1, 2]
+    fs, root = fsspec.core.url_to_fs(url)
+    (tmp_path / "copy.nc").write_bytes(fs.cat_file(root + "/sweep.nc"))
+    xr.testing.assert_identical(cpsych.load(tmp_path / "copy.nc"), single)
+    assert fs.exists(root + "/_cpsych/done/c000002.json")
+    assert not fs.glob(root + "/**/.*.tmp")
+    with pytest.raises(ValueError, match="different sweep"):
+        sweep(toy, make_grid({"a": "0:1:4", "b": [2.0, 3.0]}), ["y", "v"], store=url)
+
+
+def _flip_byte(path, offset=-5):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_chunks_recomputed(tmp_path):
+    g = make_grid({"a": "0:1:4", "b": [2.0, 3.0]})
+    full = sweep(toy, g, ["y", "v"], store=tmp_path, chunk_size=2)
+    _flip_byte(tmp_path / "v" / "c" / "1" / "0" / "0")      # bit rot in chunk 1
+    (tmp_path / "diverged" / "c" / "2" / "0").unlink()        # a lost file of chunk 3
+    (tmp_path / "_cpsych" / "done" / "c000000.json").write_text("{trunc")  # chunk 0's record
+    st = {}
+    with pytest.warns(RuntimeWarning) as rec:
+        ds = sweep(toy, g, ["y", "v"], store=tmp_path, stats=st)
+    msgs = sorted(str(w.message) for w in rec)
+    assert len(msgs) == 3 and all("\n" not in m for m in msgs)
+    assert "chunk 0 of" in msgs[0] and "c000000.json is unreadable" in msgs[0]
+    assert "chunk 1 of" in msgs[1] and "v/c/1/0/0 fails its sha256 checksum" in msgs[1]
+    assert "chunk 2 of" in msgs[2] and "diverged/c/2/0 is missing" in msgs[2]
+    assert st["damaged"] == [0, 1, 2] and st["computed"] == [0, 1, 2] and st["skipped"] == [3]
+    xr.testing.assert_identical(ds, full)
+    xr.testing.assert_identical(xr.open_zarr(tmp_path).load(), full)
+    # a damaged chunk of another host is redone by whichever host assembles the store
+    _flip_byte(tmp_path / "y" / "c" / "3" / "0")
+    st = {}
+    with pytest.warns(RuntimeWarning, match=r"chunk 3 of .* \(y/c/3/0 fails its sha256"):
+        ds = sweep(toy, g, ["y", "v"], store=tmp_path, host_index=0, host_count=2, stats=st)
+    assert st["computed"] == [3] and st["damaged"] == [3]
+    xr.testing.assert_identical(ds, full)
+
+
+def test_damaged_manifest_raises(tmp_path):
+    g = make_grid({"a": "0:1:4", "b": [2.0, 3.0]})
+    sweep(toy, g, ["y"], store=tmp_path, chunk_size=2)
+    root = tmp_path / "zarr.json"
+    good = root.read_text()
+    root.write_text(good[: len(good) // 2])  # truncated
+    with pytest.raises(ValueError) as e:
+        sweep(toy, g, ["y"], store=tmp_path)
+    msg = str(e.value)
+    assert str(root) in msg and "damaged" in msg and "expected zarr group metadata" in msg
+    assert "\n" not in msg
+    root.write_text(good.replace('"max_abs": 100000000.0', '"max_abs": 1000.0'))  # edited
+    with pytest.raises(ValueError, match=f"{root}.* manifest does not match its fingerprint"):
+        sweep(toy, g, ["y"], store=tmp_path)
+    root.write_text(good)
+    sweep(toy, g, ["y"], store=tmp_path)  # restored: fine
+
+
+SLURM_VARS = ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
+              "SLURM_ARRAY_TASK_STEP", "SLURM_ARRAY_TASK_COUNT", "SLURM_PROCID",
+              "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS"]
+
+
+@pytest.mark.parametrize("env, expect", [
+    ({}, (0, 1)),
+    ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "3", "SLURM_ARRAY_TASK_MAX": "6",
+      "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_STEP": "1"}, (2, 4)),
+    ({"SLURM_ARRAY_TASK_ID": "8", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "8",
+      "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_STEP": "4"}, (2, 3)),
+    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3"}, (1, 3)),
+    ({"SLURM_PROCID": "2", "SLURM_STEP_NUM_TASKS": "3", "SLURM_NTASKS": "3"}, (2, 3)),
+    ({"SLURM_PROCID": "0", "SLURM_NTASKS": "4"}, (0, 1)),  # the batch script, not a task
+    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "1",
+      "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_PROCID": "2", "SLURM_STEP_NUM_TASKS": "3"},
+     (5, 6)),
+])
+def test_host_from_env(monkeypatch, env, expect):
+    from cpsych.sweep import host_from_env
+
+    for k in SLURM_VARS:
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert host_from_env() == expect
+
+
+def test_host_from_env_jax_distributed(monkeypatch):
+    """Under jax.distributed the process index/count (SLURM_PROCID/SLURM_NTASKS under SLURM)
+    split the chunks; an array task multiplies them."""
+    from cpsych.sweep import host_from_env
+
+    for k in SLURM_VARS:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(jax, "process_count", lambda: 4)
+    monkeypatch.setattr(jax, "process_index", lambda: 3)
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert host_from_env() == (3, 4)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+    assert host_from_env() == (11, 12)
+
+
+@pytest.mark.parametrize("env, msg", [
+    ({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "7",
+      "SLURM_ARRAY_TASK_COUNT": "3"}, "evenly spaced"),  # --array=1,3,7
+    ({"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "3"}, "SLURM_ARRAY_TASK_ID='x'"),
+    ({"SLURM_ARRAY_TASK_ID": "1"}, "neither SLURM_ARRAY_TASK_COUNT"),
+])
+def test_host_from_env_errors(monkeypatch, env, msg):
+    from cpsych.sweep import host_from_env
+
+    for k in SLURM_VARS:
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValueError, match=msg) as e:
+        host_from_env()
+    assert "\n" not in str(e.value)
+
+
+def test_sweep_takes_hosts_from_slurm_array(monkeypatch, tmp_path):
+    for k in SLURM_VARS:
+        monkeypatch.delenv(k, raising=False)
+    g = make_grid({"a": "0:1:5", "b": [2.0, 3.0]})
+    for task, computed in ((11, [1, 4]), (10, [0, 3]), (12, [2])):
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
+        monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "10")
+        monkeypatch.setenv("SLURM_ARRAY_TASK_MAX", "12")
+        monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+        st = {}
+        ds = sweep(toy, g, ["y"], store=tmp_path, chunk_size=2, stats=st)
+        assert st["computed"] == computed
+    xr.testing.assert_identical(ds, sweep(toy, g, ["y"], chunk_size=2))
+    st = {}  # explicit arguments win over the environment
+    sweep(toy, g, ["y"], store=tmp_path / "x", chunk_size=2, host_index=0, host_count=1,
+          stats=st)
+    assert st["computed"] == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("text, msg", [
@@ -268,8 +513,8 @@ def test_jax_distributed_processes_fill_one_store(tmp_path):
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
-    assert "computed [0, 2, 4] index 0 of 2" in outs[0][0]
-    assert "computed [1, 3] index 1 of 2" in outs[1][0]
+    assert "computed [0, 2, 4, 6] index 0 of 2" in outs[0][0]
+    assert "computed [1, 3, 5] index 1 of 2" in outs[1][0]
     merged = xr.open_dataset(store / "sweep.nc").load()
     single = sweep(toy, make_grid({"a": "0:1:7", "b": [2.0, 3.0]}), ["y"], chunk_size=3)
     np.testing.assert_array_equal(merged["y"].values, single["y"].values)
