@@ -141,12 +141,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--memory-budget; a resumed sweep keeps its stored size)")
     parser.add_argument("--memory-budget", type=float, default=2.0, metavar="GB",
                         help="memory per chunk used to size chunks (default 2 GB)")
-    parser.add_argument("--host-index", type=int, default=0, metavar="I",
+    parser.add_argument("--host-index", type=int, default=None, metavar="I",
                         help="this host's index, 0..K-1, when K hosts fill one store "
-                             "(default 0)")
-    parser.add_argument("--host-count", type=int, default=1, metavar="K",
+                             "(default: from SLURM/jax.distributed, else 0)")
+    parser.add_argument("--host-count", type=int, default=None, metavar="K",
                         help="number of hosts or processes sharing the store; host I computes "
-                             "chunks I, I+K, ... (default 1)")
+                             "chunks I, I+K, ... (default: SLURM/jax.distributed, else 1)")
     parser.add_argument("--merge-only", action="store_true",
                         help="compute nothing; merge a complete store into DIR/sweep.nc")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.grid:
         raise ValueError("--grid: give at least one NAME=VALUES to sweep")
     grid = parse_grid_args(args.grid, par.parameter_names)
-    if args.host_count < 1 or not 0 <= args.host_index < args.host_count:
+    if args.host_count is not None and not 0 <= (args.host_index or 0) < args.host_count:
         raise ValueError(f"--host-index: expected 0 <= I < --host-count={args.host_count}, "
                          f"got {args.host_index}")
     if args.chunk_size is not None and args.chunk_size < 1:
