@@ -3,7 +3,11 @@
 Force-matching trials (each grid point: 4 targets x (1 trial + 2 replays) = 12 simulations)
 and pursuit runs (one 64-bin occlusion trial per point) at several chunk (batch) sizes, and
 the 32 x 32 force-matching grid (x 4 targets) of issue 6 (target: < 60 s on 2 cores,
-< 4 GB). Run: ``OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_sweep.py``.
+< 4 GB). The store: force-matching trials/s written to a store (zarr, checksummed, fsynced)
+versus in memory, and the storage overhead alone: a toy sweep of 200 chunks of 3 points
+(chunks/s written, and the time to resume the complete store: verify every checksum and
+assemble the result). Run: ``OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python
+benchmarks/bench_sweep.py``.
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import resource  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 
 import cpsych  # noqa: E402,F401
 from cpsych.experiments.sweep_cli import run_sweep  # noqa: E402
+from cpsych.sweep import make_grid, sweep  # noqa: E402
 
 
 def _rate(name, grid, readouts, chunk, sims_per_point):
@@ -29,6 +37,30 @@ def _rate(name, grid, readouts, chunk, sims_per_point):
     dt = time.perf_counter() - t
     n = ds.sizes[list(grid)[0]] * ds.sizes[list(grid)[1]]
     return n * sims_per_point / dt, dt
+
+
+def _toy(p, key):
+    return {"y": jnp.sin(p["a"]) * p["b"], "v": jnp.stack([p["a"] + p["b"], p["a"] * p["b"]])}
+
+
+def _store(tmp: Path) -> None:
+    grid = {"h": "2:8:8", "prior": "4:8:16"}  # compiled by main's chunk-8 run
+    t = time.perf_counter()
+    run_sweep("force-matching", grid, readouts=["illusion"], chunk_size=8, store=tmp / "fm")
+    dt = time.perf_counter() - t
+    print(f"force-matching chunk    8, store: {128 * 12 / dt:8.1f} trials/s ({dt:.1f} s, "
+          "128 points)")
+    g = make_grid({"a": "0:1:200", "b": [1.0, 2.0, 3.0]})
+    ro = {"y": {}, "v": {"dims": ("comp",)}}
+    sweep(_toy, g, ro, chunk_size=3)  # compile
+    t = time.perf_counter()
+    sweep(_toy, g, ro, chunk_size=3, store=tmp / "toy")
+    dt = time.perf_counter() - t
+    t = time.perf_counter()
+    sweep(_toy, g, ro, chunk_size=3, store=tmp / "toy")
+    dt2 = time.perf_counter() - t
+    print(f"store overhead, toy sweep of 200 chunks x 3 points: {200 / dt:6.0f} chunks/s "
+          f"written ({dt:.2f} s); resume of the complete store {dt2:.2f} s")
 
 
 def main() -> None:
@@ -44,6 +76,8 @@ def main() -> None:
         r, dt = _rate("pursuit", {"retina": "2:8:4", "state2": "0:6:8"}, ["gain_occluded"],
                       chunk, 1)
         print(f"pursuit chunk {chunk:4d}: {r:8.1f} runs/s ({dt:.1f} s, 32 points)")
+    with tempfile.TemporaryDirectory() as tmp:
+        _store(Path(tmp))
     if a.full:
         t = time.perf_counter()
         run_sweep("force-matching", {"h": "0:8:32", "prior": "2:10:32"}, readouts=["illusion"],

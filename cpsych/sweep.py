@@ -388,6 +388,10 @@ class _Store:
     def __init__(self, store: str | os.PathLike, storage_options: Mapping | None = None):
         if isinstance(store, os.PathLike):
             store = os.fspath(store)
+            scheme = store.split(":/", 1)[0] if ":/" in store else ""
+            if len(scheme) > 1 and scheme.isalnum():  # pathlib turned "s3://b/k" into "s3:/b/k"
+                raise ValueError(f"store: {store!r} looks like a URL mangled by pathlib; pass "
+                                 "the URL as a string")
         if not isinstance(store, str) or not store:
             raise ValueError(f"store: expected a directory or an fsspec URL, got {store!r}")
         self.url = store

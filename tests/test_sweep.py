@@ -285,6 +285,11 @@ def test_fsspec_url_store(tmp_path, kind):
         sweep(toy, make_grid({"a": "0:1:4", "b": [2.0, 3.0]}), ["y", "v"], store=url)
 
 
+def test_store_url_mangled_by_pathlib(tmp_path):
+    with pytest.raises(ValueError, match="mangled by pathlib; pass the URL as a string"):
+        sweep(toy, make_grid({"a": [1.0], "b": [2.0]}), ["y"], store=Path("file:///tmp/x"))
+
+
 def _flip_byte(path, offset=-5):
     data = bytearray(path.read_bytes())
     data[offset] ^= 0xFF
@@ -467,6 +472,34 @@ def test_pursuit_sweep_equals_single_runs():
     # the schizophrenia preset (state2 = 0) lowers the occluded gain (SPEC 5.5)
     assert float(ds.gain_occluded.sel(retina=4, state2=0)) < \
         float(ds.gain_occluded.sel(retina=4, state2=4))
+
+
+@pytest.mark.slow
+def test_cli_takes_hosts_from_slurm_array(tmp_path, monkeypatch, capsys):
+    """`cpsych sweep` run as two SLURM array tasks fills one store; the second to finish
+    writes sweep.nc, equal to a one-host run."""
+    from cpsych.cli import main
+    from cpsych.experiments.sweep_cli import run_sweep
+
+    for k in SLURM_VARS:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "0")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MAX", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+    args = ["sweep", "pursuit", "--grid", "retina=4,6", "--readouts", "gain_visible",
+            "--chunk-size", "1", "--out", str(tmp_path)]
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "1 chunk(s) computed, 0 already stored, of 2" in err and "store incomplete" in err
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    assert main(args) == 0
+    assert "1 chunk(s) computed" in capsys.readouterr().err
+    for k in SLURM_VARS:
+        monkeypatch.delenv(k, raising=False)
+    one = run_sweep("pursuit", {"retina": "4,6"}, readouts=["gain_visible"], chunk_size=1,
+                    options={"scenario": "occlusion"})
+    xr.testing.assert_identical(cpsych.load(tmp_path / "sweep.nc"), one)
 
 
 @pytest.mark.slow
