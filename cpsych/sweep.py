@@ -760,15 +760,19 @@ def sweep(fn: SimFn, grid: Grid, readouts: Sequence[str] | Mapping[str, Mapping[
     def check(i: int) -> bool:
         files, why = _check_chunk(st, layout, i, fingerprint)
         if why:
-            warnings.warn(f"sweep: chunk {i} of {st.url} is damaged ({why}); "
-                          f"{'recomputing it' if compute else 'run with compute=True to redo'}",
+            redo = "recomputing it" if compute else "rerun with compute=True (without " \
+                "--merge-only) to redo it"
+            warnings.warn(f"sweep: chunk {i} of {st.url} is damaged ({why}); {redo}",
                           RuntimeWarning, stacklevel=3)
             damaged.append(i)
         if files is not None:
             done[i] = files if merge else {}
         return files is not None
 
-    todo = [i for i in mine if st is None or not check(i)]
+    todo = []
+    for i in mine:
+        if st is None or not check(i):
+            todo.append(i)
     skipped = [i for i in mine if i not in todo]
     if stats is not None:
         stats.update(computed=list(todo), skipped=skipped, damaged=damaged, n_chunks=n_chunks,

@@ -320,6 +320,12 @@ def test_damaged_chunks_recomputed(tmp_path):
         ds = sweep(toy, g, ["y", "v"], store=tmp_path, host_index=0, host_count=2, stats=st)
     assert st["computed"] == [3] and st["damaged"] == [3]
     xr.testing.assert_identical(ds, full)
+    # merge only (compute=False, --merge-only) computes nothing: the store is incomplete
+    _flip_byte(tmp_path / "y" / "c" / "2" / "0")
+    st = {}
+    with pytest.warns(RuntimeWarning, match=r"chunk 2 .*rerun with compute=True"):
+        assert sweep(toy, g, ["y", "v"], store=tmp_path, compute=False, stats=st) is None
+    assert st["computed"] == [] and st["missing"] == [2]
 
 
 def test_damaged_manifest_raises(tmp_path):
@@ -474,32 +480,50 @@ def test_pursuit_sweep_equals_single_runs():
         float(ds.gain_occluded.sel(retina=4, state2=4))
 
 
-@pytest.mark.slow
+def _leaky_paradigm():
+    """A registered toy paradigm: x_{t+1} = x_t + k (1 - x_t) from 0, so x_5 = 1 - (1-k)^5."""
+    def simulate(values, design, key):
+        k = values["k"]
+        xs = jax.lax.scan(lambda x, _: (x + k * (1.0 - x), x), 0.0, None,
+                          length=int(design["T"]))[1]
+        return {"final": xs[-1]}
+
+    return cpsych.Paradigm(
+        name="leaky", title="leaky integrator",
+        parameters=(cpsych.Parameter("k", 0.5, "1/bin", "rate", (0.5, 0.1), (0.0, 1.0)),),
+        presets={"control": {}}, readouts=(cpsych.Readout("final", "1", "value at the end"),),
+        simulate=simulate, design={"T": 6}, coords={}, references=("none",))
+
+
 def test_cli_takes_hosts_from_slurm_array(tmp_path, monkeypatch, capsys):
-    """`cpsych sweep` run as two SLURM array tasks fills one store; the second to finish
-    writes sweep.nc, equal to a one-host run."""
+    """`cpsych sweep` run as three SLURM array tasks (ids 4, 6, 8: --array=4-8:2) fills one
+    store; the last to finish writes sweep.nc, equal to a one-host run and the closed form."""
+    from cpsych import paradigm as registry
     from cpsych.cli import main
     from cpsych.experiments.sweep_cli import run_sweep
 
+    monkeypatch.setitem(registry._EXTRA, "leaky", _leaky_paradigm())
     for k in SLURM_VARS:
         monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "0")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_MAX", "1")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
-    args = ["sweep", "pursuit", "--grid", "retina=4,6", "--readouts", "gain_visible",
-            "--chunk-size", "1", "--out", str(tmp_path)]
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    for k, v in {"MIN": "4", "MAX": "8", "STEP": "2", "COUNT": "3"}.items():
+        monkeypatch.setenv(f"SLURM_ARRAY_TASK_{k}", v)
+    args = ["sweep", "leaky", "--grid", "k=0.1:0.9:9", "--chunk-size", "2", "--out",
+            str(tmp_path)]
+    for task, n in (("8", 1), ("4", 2)):  # hosts 2 and 0: chunks [2] and [0, 3]
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+        assert main(args) == 0
+        err = capsys.readouterr().err
+        assert f"{n} chunk(s) computed, 0 already stored, of 5" in err and "incomplete" in err
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "6")
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "1 chunk(s) computed, 0 already stored, of 2" in err and "store incomplete" in err
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
-    assert main(args) == 0
-    assert "1 chunk(s) computed" in capsys.readouterr().err
+    assert "2 chunk(s) computed" in err and "sweep.nc" in err
     for k in SLURM_VARS:
         monkeypatch.delenv(k, raising=False)
-    one = run_sweep("pursuit", {"retina": "4,6"}, readouts=["gain_visible"], chunk_size=1,
-                    options={"scenario": "occlusion"})
-    xr.testing.assert_identical(cpsych.load(tmp_path / "sweep.nc"), one)
+    one = run_sweep("leaky", {"k": "0.1:0.9:9"}, chunk_size=2)
+    res = cpsych.load(tmp_path / "sweep.nc")
+    xr.testing.assert_identical(res, one)
+    np.testing.assert_allclose(res.final.values, 1 - (1 - res.k.values) ** 5, rtol=1e-13)
 
 
 @pytest.mark.slow
