@@ -73,8 +73,13 @@ def main() -> None:
                       12)
         print(f"force-matching chunk {chunk:4d}: {r:8.1f} trials/s ({dt:.1f} s, 128 points)")
     for chunk in (8, 32):
-        r, dt = _rate("pursuit", {"retina": "2:8:4", "state2": "0:6:8"}, ["gain_occluded"],
-                      chunk, 1)
+        try:
+            r, dt = _rate("pursuit", {"retina": "2:8:4", "state2": "0:6:8"},
+                          ["gain_occluded"], chunk, 1)
+        except Exception as e:  # noqa: BLE001 - report and go on to the store benchmark
+            print(f"pursuit chunk {chunk:4d}: FAILED ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0][:80]})")
+            continue
         print(f"pursuit chunk {chunk:4d}: {r:8.1f} runs/s ({dt:.1f} s, 32 points)")
     with tempfile.TemporaryDirectory() as tmp:
         _store(Path(tmp))
