@@ -2,8 +2,9 @@
 multi-device).
 
 Evaluates a paradigm's behavioural read-outs at every point of a grid of named parameters,
-in vmapped chunks sharded over all JAX devices, writing each finished chunk to the store in
-OUT (re-running the same command resumes where it stopped). Unswept parameters take the
+in vmapped chunks sharded over all JAX devices, writing each finished chunk to the zarr store
+OUT (a directory or an fsspec URL; re-running the same command resumes where it stopped, and
+``xarray.open_zarr(OUT)`` reads it in place). Unswept parameters take the
 --preset's values. Paradigms are discovered through the registry (``cpsych.paradigm``):
 those shipped with cpsych and any a package registers under the ``cpsych.paradigms`` entry
 point; ``cpsych sweep --help`` lists them with their parameters.
@@ -18,7 +19,6 @@ import json
 import sys
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -118,9 +118,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a swept parameter and its values: start:stop:num (num evenly "
                              "spaced values, stop included) or a comma list; repeat for more "
                              "dimensions (required)")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                        help="store directory: per-chunk results in DIR/chunks, the merged "
-                             "result in DIR/sweep.nc; re-running resumes")
+    parser.add_argument("--out", required=True, metavar="DIR_OR_URL",
+                        help="the sweep's zarr store: a directory or an fsspec URL (several "
+                             "hosts may share it; xarray.open_zarr reads it in place while it "
+                             "fills); the finished result is also written to DIR/sweep.nc; "
+                             "re-running resumes")
     parser.add_argument("--preset", default="control",
                         help="preset giving the values of unswept parameters (default control)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -220,6 +222,6 @@ def run(args: argparse.Namespace) -> int:
                   "left to other hosts); rerun with --merge-only once they finish",
                   file=sys.stderr)
         else:
-            print(f"cpsych sweep: wrote {args.out / 'sweep.nc'}; "
+            print(f"cpsych sweep: wrote {str(args.out).rstrip('/')}/sweep.nc; "
                   f"{int(ds['diverged'].sum())} diverged point(s)", file=sys.stderr)
     return 0
