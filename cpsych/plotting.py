@@ -4,6 +4,13 @@ Figures are built on :class:`matplotlib.figure.Figure` objects rendered with the
 PDF backends, never through ``pyplot``'s global state, and every figure is drawn inside a local
 style context (:func:`style`): importing this module changes no ``rcParams``.
 
+Publication style: journal column widths (:data:`SINGLE_COLUMN_MM`, 89 mm, and
+:data:`DOUBLE_COLUMN_MM`, 183 mm; :func:`figure_size`, :func:`figure`), 7-9 pt text, vector PDF
+with TrueType fonts embedded (``pdf.fonttype`` 42), the colour-blind-safe Okabe-Ito palette
+(:data:`PALETTE`) as the colour cycle, a perceptually uniform colour map for heat maps
+(:data:`CMAP`), and time axes in milliseconds wherever a bin has a duration
+(:func:`with_time_in_ms`, or the ``bin_ms`` argument of the figure functions).
+
 The standard DEM figure (:func:`plot_inversion`) is assembled from one small function per panel
 (:func:`panel_predictions`, :func:`panel_states`, :func:`panel_causes`,
 :func:`panel_free_energy`); each takes an ``Axes`` and a results dataset. The
@@ -38,8 +45,15 @@ from .results import atomic_path
 __all__ = [
     "Z90",
     "PALETTE",
+    "CMAP",
+    "SINGLE_COLUMN_MM",
+    "DOUBLE_COLUMN_MM",
+    "STYLE",
     "style",
+    "figure_size",
+    "figure",
     "time_label",
+    "with_time_in_ms",
     "panel_series",
     "panel_predictions",
     "panel_states",
@@ -58,6 +72,15 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#0
 
 ERROR_COLOUR = "#C0392B"
 
+#: Colour map for heat maps and phase diagrams: perceptually uniform and readable with any
+#: colour-vision deficiency, and in greyscale.
+CMAP = "cividis"
+
+#: Journal column widths (Nature, Cell, PLoS and most others): single and double column.
+SINGLE_COLUMN_MM = 89.0
+DOUBLE_COLUMN_MM = 183.0
+MM_PER_INCH = 25.4
+
 #: Local style: applied with ``matplotlib.rc_context`` while drawing and saving only.
 STYLE: dict[str, Any] = {
     "font.size": 9,
@@ -73,8 +96,11 @@ STYLE: dict[str, Any] = {
     "legend.frameon": False,
     "legend.handlelength": 2.2,
     "axes.prop_cycle": cycler(color=list(PALETTE)),
+    "image.cmap": CMAP,
     "pdf.fonttype": 42,  # embed TrueType: text stays editable in the PDF
+    "ps.fonttype": 42,
     "svg.fonttype": "none",
+    "savefig.dpi": 300,
 }
 
 
@@ -83,6 +109,74 @@ def style() -> Iterator[None]:
     """Context manager applying the package's figure style (``rcParams`` restored on exit)."""
     with rc_context(STYLE):
         yield
+
+
+def figure_size(width: str | float = "double", height: float | None = None, *,
+                aspect: float = 0.75) -> tuple[float, float]:
+    """A figure size in inches for a journal column.
+
+    Parameters
+    ----------
+    width : {"single", "double"} or float
+        ``"single"`` (89 mm), ``"double"`` (183 mm), or a width in millimetres.
+    height : float, optional
+        Height in millimetres; default ``aspect`` times the width.
+    aspect : float
+        Height over width when ``height`` is not given.
+
+    Returns
+    -------
+    (width, height) in inches, as matplotlib's ``figsize`` expects.
+    """
+    widths = {"single": SINGLE_COLUMN_MM, "double": DOUBLE_COLUMN_MM}
+    if isinstance(width, str):
+        if width not in widths:
+            raise ValueError(f"width: expected 'single', 'double' or millimetres, got {width!r}")
+        w = widths[width]
+    else:
+        w = float(width)
+    h = w * float(aspect) if height is None else float(height)
+    if not (np.isfinite(w) and np.isfinite(h) and w > 0 and h > 0):
+        raise ValueError(f"width, height: expected positive sizes in mm, got {w}, {h}")
+    return w / MM_PER_INCH, h / MM_PER_INCH
+
+
+def figure(width: str | float = "double", height: float | None = None, *,
+           aspect: float = 0.75, **kw: Any) -> Figure:
+    """A new :class:`~matplotlib.figure.Figure` of a journal column's width (constrained layout).
+
+    ``width``, ``height`` and ``aspect`` are as in :func:`figure_size`; other keywords go to
+    :class:`~matplotlib.figure.Figure`. Draw into it inside :func:`style` and write it with
+    :func:`save_figure`, which applies the style again when saving.
+    """
+    kw.setdefault("layout", "constrained")
+    with style():
+        return Figure(figsize=figure_size(width, height, aspect=aspect), **kw)
+
+
+def with_time_in_ms(ds: xr.Dataset, bin_ms: float) -> xr.Dataset:
+    """``ds`` with its ``time`` coordinate converted from bins to milliseconds.
+
+    Parameters
+    ----------
+    ds : Dataset whose ``time`` is in bins (``attrs['units']`` ``"bin"`` or unset).
+    bin_ms : duration of one time bin in ms.
+
+    Returns
+    -------
+    xarray.Dataset
+        A copy with ``time`` multiplied by ``bin_ms`` and its units set to ``"ms"``; a dataset
+        already in ms is returned unchanged.
+    """
+    if not (np.isfinite(bin_ms) and bin_ms > 0):
+        raise ValueError(f"bin_ms: expected a positive duration in ms, got {bin_ms}")
+    units = ds["time"].attrs.get("units", "bin")
+    if units == "ms":
+        return ds
+    if units not in ("bin", "bins", ""):
+        raise ValueError(f"ds: time is in {units!r}, not bins; cannot convert to ms")
+    attrs = {**ds["time"].attrs, "units": "ms"}
+    return ds.assign_coords(time=("time", np.asarray(ds["time"].values, float) * bin_ms, attrs))
 
 
 def _colour(i: int) -> str:
@@ -268,7 +362,7 @@ def panel_free_energy(ax: Axes, ds: xr.Dataset, *, title: str = "free energy",
 def _four_axes(ax: Sequence[Axes] | np.ndarray | None) -> tuple[Figure, list[Axes]]:
     """Four Axes to draw into: the given ones (any shape, row-major) or a new 2 x 2 figure."""
     if ax is None:
-        fig = Figure(figsize=(7.2, 5.4), layout="constrained")
+        fig = Figure(figsize=figure_size("double", aspect=0.75), layout="constrained")
         return fig, list(fig.subplots(2, 2).ravel())
     axes = list(np.asarray(ax, dtype=object).ravel())
     if len(axes) != 4:
@@ -283,7 +377,8 @@ def _letter(ax: Axes, letter: str) -> None:
 
 def plot_inversion(ds: xr.Dataset, truth: Any = None,
                    ax: Sequence[Axes] | np.ndarray | None = None, *,
-                   title: str | None = None, data: bool = False) -> Figure:
+                   title: str | None = None, data: bool = False,
+                   bin_ms: float | None = None) -> Figure:
     """The standard four-panel DEM figure of an inversion.
 
     (a) predictions of the data with prediction errors (dotted); (b) hidden states with 90 %
@@ -296,15 +391,19 @@ def plot_inversion(ds: xr.Dataset, truth: Any = None,
     truth : Dataset from :func:`cpsych.generate`, or a mapping with ``"x"`` and/or ``"v"``
         arrays of shape ``(time, k)`` or ``(k, time)``.
     ax : four Axes to draw into (any shape, read in row-major order); default: a new
-        7.2 x 5.4 inch figure.
+        double-column figure (183 x 137 mm).
     title : figure title (suptitle).
     data : also mark the observed data in panel (a).
+    bin_ms : duration of a time bin in ms; time axes are then in ms
+        (:func:`with_time_in_ms`).
 
     Returns
     -------
     matplotlib.figure.Figure
         Save it with :func:`save_figure`.
     """
+    if bin_ms is not None:
+        ds = with_time_in_ms(ds, bin_ms)
     with style():
         fig, axes = _four_axes(ax)
         panel_predictions(axes[0], ds, data=data)
@@ -331,7 +430,8 @@ def _overlay_process(ax: Axes, ds: xr.Dataset, var: str, dim: str) -> None:
 
 
 def plot_active(ds: xr.Dataset, title: str | None = None,
-                ax: Sequence[Axes] | np.ndarray | None = None) -> Figure:
+                ax: Sequence[Axes] | np.ndarray | None = None, *,
+                bin_ms: float | None = None) -> Figure:
     """The standard four-panel active-inference figure, shared by every paradigm.
 
     (a) predicted sensations with their prediction errors (dotted); (b) the agent's beliefs
@@ -342,8 +442,15 @@ def plot_active(ds: xr.Dataset, title: str | None = None,
     ----------
     ds : Dataset from :func:`cpsych.simulate`.
     title : figure title.
-    ax : four Axes to draw into; default a new figure.
+    ax : four Axes to draw into; default a new double-column figure.
+    bin_ms : duration of a time bin in ms; time axes are then in ms.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
+    if bin_ms is not None:
+        ds = with_time_in_ms(ds, bin_ms)
     with style():
         fig, axes = _four_axes(ax)
         panel_predictions(axes[0], ds, title="predicted sensations and errors",
