@@ -26,6 +26,7 @@
 # Run time: about 15 s on two cores (most of it compiling the filter once).
 
 # %%
+# %matplotlib inline
 from pathlib import Path
 
 import jax

@@ -24,6 +24,7 @@
 # Run time: about 40 s on two cores.
 
 # %%
+# %matplotlib inline
 import numpy as np
 from IPython.display import display
 

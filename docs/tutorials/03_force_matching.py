@@ -24,6 +24,7 @@
 # Run time: about 30 s on two cores.
 
 # %%
+# %matplotlib inline
 import jax
 import jax.numpy as jnp
 import numpy as np

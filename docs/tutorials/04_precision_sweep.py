@@ -24,6 +24,7 @@
 # Run time: about 40 s on two cores for the 7 x 7 grid below.
 
 # %%
+# %matplotlib inline
 import jax
 import jax.numpy as jnp
 import numpy as np
