@@ -23,7 +23,8 @@
 # \dot x = A x + B v + w, \qquad y = C x + z, \qquad v = \eta + z^{(2)}, \quad \eta = 0 .
 # $$
 #
-# Run time: about 15 s on two cores (most of it compiling the filter once).
+# Run time: about 11 s of CPU time, most of it compiling (measured on the 2-core build
+# machine; 48 s of wall time there under a load of about 15).
 
 # %%
 # %matplotlib inline

@@ -21,7 +21,8 @@
 # paradigm from `cpsych.models`, in which attention is nothing but the precision of sensory
 # prediction errors.
 #
-# Run time: about 40 s on two cores.
+# Run time: about 14 s of CPU time, most of it compiling (measured on the 2-core build
+# machine; 55 s of wall time there under a load of about 15).
 
 # %%
 # %matplotlib inline
@@ -109,10 +110,11 @@ with style():
         ds = cpsych.simulate(world, agent(lp), None, plan, action_mask=np.array([1.0, 0.0]),
                              noise=False, time=t_ms, time_units="ms")
         ax.plot(t_ms, ds["x_process"].sel(process_state="angle"), color=PALETTE[i],
-                label=f"proprioceptive log-precision {lp:g}")
-    ax.set(xlabel="time (ms)", ylabel="joint angle (rad)", xlim=(0, t_ms[-1]))
+                label=f"{lp:g}")
+    ax.set(xlabel="time (ms)", ylabel="joint angle (rad)", xlim=(0, t_ms[-1]), ylim=(-0.1, 1.5))
     ax.set_title("Reaches under four proprioceptive precisions", loc="left")
-    ax.legend(loc="upper right", fontsize=6.5)
+    ax.legend(loc="upper center", ncol=5, title="proprioceptive log-precision", fontsize=6.5,
+              title_fontsize=7)
 display(fig)
 
 # %% [markdown]

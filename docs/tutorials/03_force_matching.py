@@ -21,7 +21,8 @@
 # three groups, draws the force-matching curves, and looks inside one trial of each group. The
 # trial functions are pure JAX, so `jax.jit` and `jax.vmap` batch them.
 #
-# Run time: about 30 s on two cores.
+# Run time: about 20 s of CPU time, most of it compiling (measured on the 2-core build
+# machine; 68 s of wall time there under a load of about 15).
 
 # %%
 # %matplotlib inline
@@ -88,7 +89,7 @@ with style():
     ax.set(xlim=(0, hi), ylim=(0, hi), aspect="equal",
            xlabel="matched external force (N)", ylabel="self-generated force (N)")
     ax.set_title("Force-matching illusion", loc="left")
-    ax.legend(loc="upper left", fontsize=6.5)
+    ax.legend(loc="lower right", fontsize=6.5)
 display(fig)
 
 # %% [markdown]
