@@ -130,6 +130,7 @@ def _jobs() -> dict[str, tuple[str, str, list[str], list[str]]]:
 def on_files(files, config, **kwargs):
     keep = os.environ.get("CPSYCH_DOCS_FIGURES", "")
     root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="cpsych-docs-figures-"))
+    root.mkdir(parents=True, exist_ok=True)
     _state.update(root=root, temporary=not keep)
     figdir = root / "figures"
     todo = []
