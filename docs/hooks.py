@@ -12,8 +12,6 @@
 * **Tutorials.** A tutorial page whose executed output holds anything written to stderr (a
   warning, a traceback) is reported as a warning, so ``mkdocs build --strict`` fails on it;
   errors already stop the build (mkdocs-jupyter's ``allow_errors: false``).
-* **MMN.** A paradigm page ``paradigms/mmn.md`` (or ``mmn.md``) joins the Paradigms section of
-  the navigation when it exists.
 """
 
 from __future__ import annotations
@@ -44,6 +42,7 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str], list[str]]] = {
                        ["force_matching_curves", "attenuation_sweep", "false_inference",
                         "trial_control", "trial_schizophrenia"]),
     "pursuit": ("cpsych.experiments.pursuit", "main", [], ["pursuit_traces", "pursuit_human"]),
+    "mmn": ("cpsych.experiments.mmn", "main", [], ["mmn"]),
     "phase_diagrams": ("cpsych.cli", "main:phase-diagrams", ["--size", "4", "--quiet"],
                        ["phase_force_matching", "phase_pursuit"]),
 }
@@ -93,20 +92,6 @@ def _wants_fits() -> bool:
     return os.environ.get("CPSYCH_DOCS_FITS", "") == "1"
 
 
-def _mmn_page(docs_dir: Path) -> str | None:
-    for rel in ("paradigms/mmn.md", "mmn.md"):
-        if (docs_dir / rel).exists():
-            return rel
-    return None
-
-
-def _paradigm_pages(nav: list) -> list | None:
-    for item in nav:
-        if isinstance(item, dict) and "Paradigms" in item:
-            return item["Paradigms"]
-    return None
-
-
 def on_config(config, **kwargs):
     # The tutorials' kernels inherit this process's environment: single-threaded OpenBLAS
     # (JAX's small LAPACK calls are ~16 ms each with a thread pool; see the README).
@@ -116,10 +101,6 @@ def on_config(config, **kwargs):
     config["site_name"] = f"cpsych {version}"
     config["copyright"] = f"cpsych {version} &middot; MIT licence"
     config["extra"]["cpsych_version"] = version
-    mmn = _mmn_page(Path(config["docs_dir"]))
-    pages = _paradigm_pages(config["nav"] or [])
-    if mmn and pages is not None and not any(mmn in json.dumps(p) for p in pages):
-        pages.append({"Mismatch negativity (MMN)": mmn})
     return config
 
 
