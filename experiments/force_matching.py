@@ -271,8 +271,14 @@ def trial_datasets(res: dict, names: Sequence[str] = ("control", "schizophrenia"
 
 
 # ---------------------------------------------------------------------------- figures
-COLOURS = {"control": "#1f4e79", "schizophrenia": "#c0392b", "autism": "#27864a",
-           "delusion": "#8e44ad"}
+def _colours() -> dict[str, str]:
+    from cpsych.plotting import PALETTE  # colour-blind-safe (Okabe-Ito)
+
+    return {"control": PALETTE[0], "schizophrenia": PALETTE[1], "autism": PALETTE[2],
+            "delusion": PALETTE[3]}
+
+
+COLOURS = _colours()
 
 
 def figure_curves(ds: xr.Dataset):
@@ -304,9 +310,9 @@ def figure_sweep(ds: xr.Dataset):
     fig, ax = plt.subplots(figsize=(4.8, 3.4), layout="constrained")
     h = ds["h"].values
     ax.plot(h, ds["true_peak"], "-o", color="k", ms=4, label="true peak force")
-    ax.plot(h, ds["perceived_peak"], "-s", color="#c0392b", ms=4,
+    ax.plot(h, ds["perceived_peak"], "-s", color=COLOURS["schizophrenia"], ms=4,
             label="perceived (peak posterior mean)")
-    ax.plot(h, ds["perceived_force"], "--^", color="#e67e22", ms=4, lw=1.2,
+    ax.plot(h, ds["perceived_force"], "--^", color=COLOURS["delusion"], ms=4, lw=1.2,
             label="perceived (mean - 1.694 SD at true peak)")
     ax.axvline(6, color="0.6", lw=0.8, ls=":")
     ax.text(5.9, 0.05, "health", ha="right", va="bottom", fontsize=8, color="0.4")
