@@ -71,7 +71,8 @@ def bench_warm(repeat: int) -> dict[str, float]:
         single.append(time.perf_counter() - t0)
     best = min(times)
     return {"first_call_s": compile_s, "experiment_s": best, "n_trials": n_trials,
-            "per_trial_batched_ms": 1e3 * best / n_trials, "single_trial_ms": 1e3 * min(single)}
+            "per_trial_batched_ms": 1e3 * best / n_trials, "single_trial_ms": 1e3 * min(single),
+            "per_step_us": 1e6 * min(single) / fm.N_BINS}
 
 
 def bench_sweep(full: bool) -> dict[str, float]:
@@ -117,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    import jax
+
     import cpsych  # noqa: F401  (float64)
 
+    print(f"JAX device                      {jax.default_backend()}: {jax.devices()[0]}")
     w = bench_warm(args.repeat)
     ok = True
     print(f"first call (compile + run)      {w['first_call_s']:8.2f} s")
@@ -127,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"whole experiment, compiled      {w['experiment_s']:8.3f} s   "
           f"(target < {TARGET_WARM_S:g} s: {flag}; {w['n_trials']} trials)")
     print(f"per trial, batched              {w['per_trial_batched_ms']:8.2f} ms")
-    print(f"one jitted trial (32 bins)      {w['single_trial_ms']:8.2f} ms")
+    print(f"one jitted trial (32 bins)      {w['single_trial_ms']:8.2f} ms   "
+          f"({w['per_step_us']:.0f} us per step)")
     s = bench_sweep(args.full)
     for k, v in s.items():
         if k.startswith("sweep_sims"):

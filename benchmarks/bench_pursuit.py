@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args(argv)
+    print(f"{'JAX device':24s} {jax.default_backend()}: {jax.devices()[0]}")
     res = bench(args.repeats, not args.no_cold)
     miss = False
     for k, v in res.items():
