@@ -98,6 +98,7 @@ import numpyro
 import numpyro.distributions as dist
 import xarray as xr
 
+from cpsych import validation as val
 from cpsych.fit.data import (
     DataError,
     check_columns,
@@ -526,9 +527,22 @@ def force_coords(data: ForceData) -> dict[str, np.ndarray]:
             "trial": np.arange(data.target.size)}
 
 
+def _check_fit_args(ds, emulator, seed: int, **counts: int) -> None:
+    """Entry checks of the fits: the data, the emulator, the seed and the counts (>= 1)."""
+    val.check_type(ds, "ds", (xr.Dataset, ForceData),
+                   "a force-matching table (load_force_matching) or ForceData",
+                   fix="load the CSV first with load_force_matching(path)")
+    if emulator is not None:
+        val.check_callable(emulator, "emulator", "emulator(h, target) -> matched force")
+    val.check_int(seed, "seed", minimum=0)
+    for name, value in counts.items():
+        val.check_int(value, name, minimum=1)
+
+
 def map_force_matching(ds: xr.Dataset | ForceData, emulator: Emulator | None = None,
                        steps: int = 500, seed: int = 0, **kw) -> MapResult:
     """Quick MAP point estimate (optax L-BFGS) of the force-matching model."""
+    _check_fit_args(ds, emulator, seed=seed, steps=steps)
     data = ds if isinstance(ds, ForceData) else force_data(ds, **kw)
     emulator = emulator or default_emulator()[0]
     return map_estimate(force_matching_model, data, emulator,
@@ -547,6 +561,8 @@ def fit_force_matching(ds: xr.Dataset | ForceData, emulator: Emulator | None = N
     ``group_mean_h`` (group), ``delta_h`` (group contrast), ``beta_h`` (condition contrast),
     ``mu_h``, ``sigma_h``, ``sigma_obs``; the posterior predictive has ``matched`` (trial).
     """
+    _check_fit_args(ds, emulator, seed=seed, chains=chains, warmup=warmup, draws=draws)
+    val.check_bool(init_map, "init_map")
     data = ds if isinstance(ds, ForceData) else force_data(
         ds, reference_group, reference_condition, priors)
     emulator = emulator or default_emulator()[0]
