@@ -68,7 +68,10 @@ def _check_args(args) -> None:
     for name in ("chains", "warmup", "draws"):
         v = getattr(args, name)
         if v < (2 if name == "chains" else 10):
-            raise ValueError(f"--{name}: too small ({v})")
+            raise ValueError(f"--{name}: too small ({v}); use at least "
+                             f"{2 if name == 'chains' else 10}")
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
 
 
 def run(args: argparse.Namespace) -> int:
