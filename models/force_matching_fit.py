@@ -84,7 +84,6 @@ the data's sorted labels unless given.
 
 from __future__ import annotations
 
-import csv
 import functools
 import math
 from collections.abc import Sequence
@@ -106,6 +105,7 @@ from cpsych.fit.data import (
     parse_label,
     parse_number,
     read_table,
+    write_csv,
 )
 from cpsych.fit.emulator import Emulator, table_emulator, uniform_grid
 from cpsych.fit.infer import Fit, MapResult, map_estimate, sample_nuts
@@ -220,19 +220,15 @@ def load_force_matching(path: str | Path, groups: Sequence[str] | None = None,
 
 
 def write_force_matching(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write a force-matching dataset (as returned by :func:`load_force_matching`) to CSV."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(FORCE_COLUMNS)
-        for i in range(ds.sizes["trial"]):
-            w.writerow([str(ds.participant.values[i]), str(ds.group.values[i]),
-                        str(ds.condition.values[i]), f"{float(ds.target[i]):.4f}",
-                        f"{float(ds.matched[i]):.4f}"])
-    tmp.replace(path)
-    return path
+    """Write a force-matching dataset (as returned by :func:`load_force_matching`) to CSV.
+
+    Atomically (:func:`cpsych.fit.data.write_csv`): an error mid-write leaves ``path`` as it
+    was.
+    """
+    rows = [[str(ds.participant.values[i]), str(ds.group.values[i]),
+             str(ds.condition.values[i]), f"{float(ds.target[i]):.4f}",
+             f"{float(ds.matched[i]):.4f}"] for i in range(ds.sizes["trial"])]
+    return write_csv(path, FORCE_COLUMNS, rows)
 
 
 # ----------------------------------------------------------------------------- read-outs
