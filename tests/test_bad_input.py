@@ -96,7 +96,7 @@ def _sweep(**kw):
 
 
 def _fit(**kw):
-    from cpsych.fit import fit_force_matching, load_force_matching
+    from cpsych.models.force_matching_fit import fit_force_matching, load_force_matching
 
     args = dict(ds=load_force_matching(EXAMPLE_CSV))
     args.update(kw)
@@ -320,8 +320,8 @@ API_CASES: list[Case] = [
     Case("fit-chains-zero", lambda f: _fit(chains=0), ValueError, r"^chains: "),
     Case("fit-draws-float", lambda f: _fit(draws=10.5), TypeError, r"^draws: "),
     Case("fit-seed-negative", lambda f: _fit(seed=-1), ValueError, r"^seed: "),
-    Case("load_force_matching-png", lambda f: __import__("cpsych.fit", fromlist=["x"])
-         .load_force_matching(f["png"]), ValueError, r"image\.png.*not a text CSV"),
+    Case("read_table-png", lambda f: __import__("cpsych.fit.data", fromlist=["x"])
+         .read_table(f["png"]), ValueError, r"image\.png.*not a text CSV"),
 ]
 
 
@@ -560,6 +560,7 @@ def test_unwritable_out_is_a_permission_error(tmp_path, capsys):
 def test_write_force_matching_is_atomic(tmp_path, monkeypatch):
     import cpsych.results
     from cpsych.fit import data as D
+    from cpsych.models import force_matching_fit as F
 
     used = []
     real = cpsych.results.atomic_path
@@ -569,12 +570,12 @@ def test_write_force_matching_is_atomic(tmp_path, monkeypatch):
         return real(path, *a, **k)
 
     monkeypatch.setattr(cpsych.results, "atomic_path", spy)
-    ds = D.load_force_matching(EXAMPLE_CSV)
+    ds = F.load_force_matching(EXAMPLE_CSV)
     path = tmp_path / "fm.csv"
-    D.write_force_matching(ds, path)
+    F.write_force_matching(ds, path)
     assert used == ["fm.csv"]
     before = path.read_bytes()
-    assert D.load_force_matching(path).sizes["trial"] == ds.sizes["trial"]
+    assert F.load_force_matching(path).sizes["trial"] == ds.sizes["trial"]
 
     class Boom:
         def __str__(self):
