@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from . import validation
 from .filtering import FilterOutput, filter_output, recognition_flow, shift_operator
 from .filtering import init as filter_init
 from .gencoords import embed_series, generalised_map, smooth_noise, temporal_precision
@@ -88,6 +89,12 @@ class Process:
     a_names: tuple[str, ...] | None = _static(default=None)
     y_names: tuple[str, ...] | None = _static(default=None)
 
+    def __post_init__(self) -> None:
+        validation.check_fields(self, "Process", sizes={"n_x": 1, "n_v": 0, "n_a": 1},
+                                functions={"f": ("f(x, v, a, theta) -> array", False),
+                                           "g": ("g(x, v, a, theta) -> array", False)},
+                                names=("x_names", "v_names", "a_names", "y_names"))
+
     @property
     def n_y(self) -> int:
         """Number of sensory channels."""
@@ -111,6 +118,9 @@ class Process:
             if out.ndim != 1 or (name == "f" and out.shape != (self.n_x,)):
                 raise ValueError(f"{where}: field '{name}' returns shape {out.shape}, expected "
                                  + ("(n_x,)" if name == "f" else "a vector"))
+        for name in ("f", "g"):
+            validation.check_indexing(getattr(self, name), where, name,
+                                      {"x": self.n_x, "v": self.n_v, "a": self.n_a}, self.theta)
         n_y = self.n_y
         x0 = _as_vector(0.0 if self.x0 is None else self.x0, self.n_x, where, "x0")
         lz = _as_vector(self.log_pi_z, n_y, where, "log_pi_z")
@@ -285,9 +295,9 @@ def draw_noise(process: Process, key: jax.Array, T: int, s: float
                ) -> tuple[jax.Array, jax.Array]:
     """Smooth fluctuations of the world at its precisions: ``z (n_y, T)``, ``w (n_xG, T)``.
 
-    ``s`` (smoothness in bins) must be a concrete number.
+    ``s`` (smoothness in bins) must be a concrete number; ``key`` may be an integer seed.
     """
-    kz, kw = jax.random.split(key)
+    kz, kw = jax.random.split(validation.as_key(key, default=None))
     return (smooth_noise(kz, (process.n_y, T), s, process.log_pi_z),
             smooth_noise(kw, (process.n_x, T), s, process.log_pi_w))
 
@@ -295,6 +305,8 @@ def draw_noise(process: Process, key: jax.Array, T: int, s: float
 def check_inputs(process: Process, model: HDM, causes: Any, priors: Any,
                  action_mask: Any) -> tuple[Process, HDM, np.ndarray, np.ndarray, np.ndarray]:
     """Validate a process/model pair and their inputs before tracing."""
+    validation.check_type(process, "process", Process, "a cpsych.Process")
+    validation.check_type(model, "model", HDM, "a cpsych.HDM")
     process = process.validate()
     model = model.validate()
     if process.n_y != model.n_y:
@@ -302,14 +314,15 @@ def check_inputs(process: Process, model: HDM, causes: Any, priors: Any,
             f"process and model disagree on the sensory channels: the process's 'g' returns "
             f"{process.n_y} channels but the model's level-1 'g' predicts {model.n_y}"
         )
-    priors = np.asarray(priors, dtype=float)
+    priors = validation.check_array(priors, "priors", finite=False)
     if priors.ndim == 1 and model.n_top == 1:
         priors = priors[None, :]
     if priors.ndim != 2 or priors.shape[0] != model.n_top:
         raise ValueError(f"priors: expected shape (n_top, T) = ({model.n_top}, T) for the "
                          f"model's top causes, got {priors.shape}")
     T = priors.shape[1]
-    causes = np.zeros((process.n_v, T)) if causes is None else np.asarray(causes, dtype=float)
+    causes = np.zeros((process.n_v, T)) if causes is None \
+        else validation.check_array(causes, "causes", finite=False)
     if causes.ndim == 1 and process.n_v == 1:
         causes = causes[None, :]
     if causes.shape != (process.n_v, T):
@@ -317,7 +330,8 @@ def check_inputs(process: Process, model: HDM, causes: Any, priors: Any,
                          f"process's causes, got {causes.shape}")
     for name, arr in (("causes", causes), ("priors", priors)):
         check_finite(arr, "simulate", name)
-    mask = np.ones(process.n_y) if action_mask is None else np.asarray(action_mask, float)
+    mask = np.ones(process.n_y) if action_mask is None \
+        else validation.check_array(action_mask, "action_mask", nonnegative=True)
     if mask.shape != (process.n_y,):
         raise ValueError(f"action_mask: expected shape ({process.n_y},), one gate per sensory "
                          f"channel, got {mask.shape}")
@@ -342,8 +356,9 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
         The process's exogenous causes (e.g. an external force).
     priors : array ``(n_top, T)``
         The agent's prior expectations of its top causes over time (e.g. a set-point).
-    key : jax.Array, optional
-        PRNG key for the process noise.
+    key : jax.Array or int, optional
+        PRNG key for the process noise, or an integer seed (``key=3`` is
+        ``jax.random.key(3)``).
     action_mask : array ``(n_y,)``, optional
         Action precision of each sensory channel: how strongly its prediction errors drive
         action, independent of the agent's (possibly attenuated) sensory precision. ``0``
@@ -366,9 +381,16 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
         ``eps_y``, ``eps_v``, ``eps_x``, sensory log-precisions in force ``log_pi_y`` and the
         free energy ``F``.
     """
+    kappa_a = validation.check_scalar(kappa_a, "kappa_a", minimum=0.0,
+                                      fix="the rate of action, e.g. kappa_a=1.0")
+    log_pi_a = validation.check_scalar(
+        log_pi_a, "log_pi_a", fix="a finite log-precision of the prior on action, e.g. -2")
+    validation.check_bool(noise, "noise")
+    validation.check_choice(on_divergence, "on_divergence", ("raise", "flag"))
+    key = validation.as_key(key)
     process, model, causes, priors, mask = check_inputs(process, model, causes, priors,
                                                         action_mask)
-    key = jax.random.key(0) if key is None else key
+    validation.check_time(time, priors.shape[1])
     T = priors.shape[1]
     z, w = draw_noise(process, key, T, float(np.asarray(model.s))) if noise else (None, None)
     out = run_jit(process, model, causes, priors, z=z, w=w, action_mask=jnp.asarray(mask),

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from cpsych.validation import run_command
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "convolution": ("cpsych.experiments.convolution",
                     "invert the linear convolution model on SPM's reference data"),
@@ -56,11 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    try:
-        return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"cpsych {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return run_command(args._run, args, f"cpsych {args.command}")
 
 
 if __name__ == "__main__":

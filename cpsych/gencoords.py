@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from . import validation as val
+
 __all__ = [
     "shift_matrix",
     "derivative_operator",
@@ -42,6 +44,7 @@ def derivative_operator(n: int, k: int) -> np.ndarray:
 
     ``D @ x~.ravel()`` shifts ``x~`` up by one order and sets the last order to zero.
     """
+    n, k = val.check_int(n, "n", minimum=1), val.check_int(k, "k", minimum=0)
     return np.kron(shift_matrix(n), np.eye(k))
 
 
@@ -60,8 +63,8 @@ def temporal_covariance(n: int, s: ArrayLike) -> jax.Array:
         Smoothness: standard deviation of the Gaussian kernel in time bins. ``s = 0`` is
         replaced by :data:`S_ZERO`.
     """
-    if n < 1:
-        raise ValueError(f"n: number of generalised coordinates must be >= 1, got {n}")
+    n = val.check_int(n, "n", minimum=1, fix="the number of generalised coordinates")
+    val.check_scalar(s, "s", minimum=0.0, fix="smoothness in time bins (0: white noise)")
     s = jnp.asarray(s, dtype=float)
     s = jnp.where(s == 0, S_ZERO, s)
     # r[m] = rho^(m)(0) for m = 0..2n-2; odd entries are zero.
@@ -146,15 +149,14 @@ def embed(
     jax.Array, shape (n, k)
         Row ``j`` is the ``j``-th temporal derivative of every channel.
     """
-    y = jnp.asarray(y)
-    if y.ndim != 2:
-        raise ValueError(f"y: expected a (channels, time) array, got shape {y.shape}")
+    y = jnp.asarray(val.check_array(y, "y", ndim=2, fix="a (channels, time) array"))
     k, T = y.shape
-    if delays is None:
-        delays = np.zeros(k)
-    delays = np.asarray(delays, dtype=float)
-    if delays.shape != (k,):
-        raise ValueError(f"delays: expected shape ({k},), got {delays.shape}")
+    n = val.check_int(n, "n", minimum=1, fix="the number of generalised coordinates")
+    dt = val.check_scalar(dt, "dt", minimum=0.0, strict_min=True, fix="the sampling interval")
+    t = val.check_scalar(t, "t", minimum=0.0, maximum=T - 1.0,
+                         fix=f"a 0-based sample index inside the series (0..{T - 1})")
+    delays = np.zeros(k) if delays is None else delays
+    delays = val.check_array(delays, "delays", shape=(k,), fix="one delay (in samples) per channel")
     cols = []
     for c in range(k):
         idx, E = embedding_operator(n, float(t) - delays[c], dt)
@@ -169,8 +171,10 @@ def embed_series(y: ArrayLike, n: int, dt: float = 1.0) -> jax.Array:
     Equivalent to ``embed(y, n, t, dt)`` for ``t = 0..T-1`` but done as one gather and one
     matrix product (the Taylor operator is the same at every integer sample).
     """
-    y = jnp.asarray(y)
+    y = jnp.asarray(val.check_array(y, "y", ndim=2, fix="a (channels, time) array"))
     k, T = y.shape
+    n = val.check_int(n, "n", minimum=1, fix="the number of generalised coordinates")
+    dt = val.check_scalar(dt, "dt", minimum=0.0, strict_min=True, fix="the sampling interval")
     idx0, E = embedding_operator(n, 0.0, dt)
     offsets = idx0  # indices relative to t = 0
     idx = np.clip(np.arange(T)[:, None] + offsets[None, :], 0, T - 1)  # (T, n)
@@ -187,7 +191,7 @@ def smooth_noise(key: jax.Array, shape: tuple[int, int], s: float, log_precision
     Parameters
     ----------
     key : jax.Array
-        PRNG key.
+        PRNG key, or an integer seed.
     shape : (k, T)
         Channels and time bins.
     s : float
@@ -195,7 +199,18 @@ def smooth_noise(key: jax.Array, shape: tuple[int, int], s: float, log_precision
     log_precision : float or array of shape (k,)
         Log-precision of each channel.
     """
-    k, T = shape
+    key = val.as_key(key, default=None)
+    if not isinstance(shape, tuple | list) or len(shape) != 2:
+        raise ValueError(f"shape: expected (channels, time bins), got {val.fmt(shape)}")
+    k = val.check_int(shape[0], "shape[0] (channels)", minimum=0)
+    T = val.check_int(shape[1], "shape[1] (time bins)", minimum=1)
+    s = val.check_scalar(s, "s", minimum=0.0,
+                         fix="smoothness in bins must be concrete (0 gives white noise)")
+    if not val.is_traced(log_precision):
+        val.check_array(log_precision, "log_precision", ndim=(0, 1))
+        if np.ndim(log_precision) == 1:
+            val.check_array(log_precision, "log_precision", shape=(k,),
+                            fix="a scalar or one log-precision per channel")
     sd = jnp.exp(-0.5 * jnp.asarray(log_precision, dtype=float)) * jnp.ones(k)
     if s <= 0:
         return sd[:, None] * jax.random.normal(key, (k, T))

@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 from . import integrator
+from . import validation as val
 from .gencoords import embed_series, smooth_noise
 from .hdm import HDM, stack_levels
 from .results import check_finite_result, clean_attrs, time_coord
@@ -107,8 +108,9 @@ def generate(model: HDM, causes: Any, key: jax.Array | None = None, *, z: Any = 
         (state-dependent precisions are not used for generation).
     causes : array, shape (n_top, T)
         Expected top-level causes over time.
-    key : jax.Array, optional
-        PRNG key for the fluctuations (default ``jax.random.key(0)``).
+    key : jax.Array or int, optional
+        PRNG key for the fluctuations, or an integer seed (``key=3`` is
+        ``jax.random.key(3)``; default ``jax.random.key(0)``).
     z, w : arrays, optional
         Fluctuations to inject instead of drawing them: ``z`` of shape ``(n_y + n_v, T)``
         (every level's output, then the top causes) and ``w`` of shape ``(n_x, T)``.
@@ -118,22 +120,27 @@ def generate(model: HDM, causes: Any, key: jax.Array | None = None, *, z: Any = 
     xarray.Dataset
         ``y`` (data), ``x`` (true states), ``v`` (true causes), ``z`` and ``w``.
     """
+    val.check_type(model, "model", HDM, "a cpsych.HDM")
+    val.check_choice(on_divergence, "on_divergence", ("raise", "flag"))
     model = model.validate()
-    causes = np.asarray(causes, dtype=float)
+    causes = val.check_array(causes, "causes", ndim=(1, 2))
     if causes.ndim == 1 and model.n_top == 1:
         causes = causes[None, :]
-    if causes.ndim != 2 or causes.shape[0] != model.n_top:
-        raise ValueError(f"causes: expected shape ({model.n_top}, T), got {causes.shape}")
+    val.check_array(causes, "causes", shape=(model.n_top, None),
+                    fix=f"one row per top-level cause ({model.n_top}), one column per bin")
     T = causes.shape[1]
+    if T < 1:
+        raise ValueError("causes: has no time bins; pass at least one column")
+    val.check_time(time, T)
     n_y = model.n_y
-    key = jax.random.key(0) if key is None else key
+    key = val.as_key(key)
+    if z is not None:
+        z = val.check_array(z, "z", shape=(n_y + model.n_v, T))
+    if w is not None:
+        w = val.check_array(w, "w", shape=(model.n_x, T))
     z_d, w_d = draw_noise(model, key, T, n_y)
-    z = z_d if z is None else np.asarray(z, float)
-    w = w_d if w is None else np.asarray(w, float)
-    if z.shape != (n_y + model.n_v, T):
-        raise ValueError(f"z: expected shape ({n_y + model.n_v}, {T}), got {z.shape}")
-    if w.shape != (model.n_x, T):
-        raise ValueError(f"w: expected shape ({model.n_x}, {T}), got {w.shape}")
+    z = z_d if z is None else z
+    w = w_d if w is None else w
     traj = _simulate_jit(model, jnp.asarray(causes), jnp.asarray(z), jnp.asarray(w))
     xs, vs, ys = model.x_names, model.v_names, model.y_names
     zn = ys + vs

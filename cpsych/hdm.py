@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import validation
+
 __all__ = ["Level", "HDM", "check_finite"]
 
 Fn = Callable[[jax.Array, jax.Array, Any], jax.Array]
@@ -35,7 +37,11 @@ def _as_vector(value, size: int, where: str, field: str) -> np.ndarray | jax.Arr
     """Broadcast a scalar or vector to ``(size,)``, raising a clear error otherwise."""
     if isinstance(value, jax.core.Tracer):
         return jnp.broadcast_to(value, (size,))
-    arr = np.asarray(value, dtype=float)
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: field '{field}' must be a number or an array of numbers, "
+                        f"got {validation.fmt(value)}") from None
     if arr.ndim == 0:
         arr = np.full(size, float(arr))
     if arr.shape != (size,):
@@ -104,6 +110,12 @@ class Level:
     out_names: tuple[str, ...] | None = _field_static(default=None)
     pi_z: Any = None
     pi_w: Any = None
+
+    def __post_init__(self) -> None:
+        validation.check_fields(self, "Level", sizes={"n_x": 0, "n_v": 0}, functions={
+            "g": ("g(x, v, theta) -> array", False), "f": ("f(x, v, theta) -> array", True),
+            "log_pi_z_fn": ("log_pi_z_fn(x, v, theta) -> array", True)},
+            names=("x_names", "v_names", "out_names"))
 
 
 @jax.tree_util.register_dataclass
@@ -211,14 +223,23 @@ class HDM:
             Naming the level and field, for sizes that do not match what ``f``/``g``
             return, non-finite precisions, ``n < 1``, ``d`` outside ``1..n`` or ``s < 0``.
         """
+        if not isinstance(self.levels, tuple | list) or not all(
+                isinstance(lv, Level) for lv in self.levels):
+            raise TypeError("HDM: field 'levels' must be a tuple of Level, got "
+                            f"{validation.fmt(self.levels)}")
         if not self.levels:
             raise ValueError("HDM: field 'levels' must hold at least one Level")
+        for field in ("n", "d"):
+            validation.check_int(getattr(self, field), f"HDM: field '{field}'")
+        validation.check_scalar(self.dt, "HDM: field 'dt'", minimum=0.0, strict_min=True)
         if not isinstance(self.n, int | np.integer) or self.n < 1:
             raise ValueError(
                 f"HDM: field 'n' (embedding order) must be an integer >= 1, got {self.n}")
         if not isinstance(self.d, int | np.integer) or not 1 <= self.d <= self.n:
             raise ValueError(
                 f"HDM: field 'd' must be an integer with 1 <= d <= n = {self.n}, got {self.d}")
+        if not validation.is_traced(self.s):
+            validation.check_array(self.s, "HDM: field 's'", ndim=0, finite=False)
         check_finite(self.s, "HDM", "s")
         if not isinstance(self.s, jax.core.Tracer) and np.any(np.asarray(self.s) < 0):
             raise ValueError(f"HDM: field 's' (smoothness) must be >= 0, got {self.s}")
@@ -265,6 +286,9 @@ class HDM:
                     raise ValueError(
                         f"{where}: field 'f' returns shape {fo.shape}, expected ({lv.n_x},) = n_x"
                     )
+            for field in ("g", "f", "log_pi_z_fn"):
+                validation.check_indexing(getattr(lv, field), where, field,
+                                          {"x": lv.n_x, "v": lv.n_v}, lv.theta)
             for field in ("pi_z", "pi_w"):
                 value = getattr(lv, field)
                 if value is not None:

@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from . import filtering
+from . import validation as val
 from .hdm import HDM
 from .results import check_finite_result, clean_attrs, time_coord
 from .version import __version__
@@ -18,7 +19,7 @@ __all__ = ["invert", "check_data"]
 
 def check_data(model: HDM, y: Any, name: str = "y") -> np.ndarray:
     """Validate data against the model before tracing: ``(n_y, T)``, finite."""
-    arr = np.asarray(y, dtype=float)
+    arr = val.check_array(y, name, finite=False)
     if arr.ndim == 1 and model.n_y == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[0] != model.n_y:
@@ -37,7 +38,7 @@ def check_data(model: HDM, y: Any, name: str = "y") -> np.ndarray:
 def _check_eta(model: HDM, eta: Any, T: int) -> np.ndarray | None:
     if eta is None:
         eta = model.eta
-    arr = np.asarray(eta, dtype=float)
+    arr = val.check_array(eta, "eta", ndim=(0, 1, 2))
     if arr.ndim == 2 and arr.shape[1] != T:
         raise ValueError(f"eta: prior time series has {arr.shape[1]} bins but the data has {T}")
     if arr.ndim == 0 or arr.shape[0] != model.n_top:
@@ -130,9 +131,12 @@ def invert(model: HDM, y: Any, eta: Any = None, *, time: Any = None, time_units:
         ``F`` and settings in ``attrs``. The expectation at bin ``t`` is the one held before
         the update at ``t`` (SPM's convention).
     """
+    val.check_type(model, "model", HDM, "a cpsych.HDM")
+    val.check_choice(on_divergence, "on_divergence", ("raise", "flag"))
     model = model.validate()
     y = check_data(model, y)
     eta = _check_eta(model, eta, y.shape[1])
+    val.check_time(time, y.shape[1])
     out = filtering.run_jit(model, jnp.asarray(y), jnp.asarray(eta))
     ds = filter_dataset(model, out, y, time, time_units, {"scheme": "generalised filtering"})
     return check_finite_result(ds, "inversion", on_divergence)

@@ -31,9 +31,10 @@ import xarray as xr
 from jax.flatten_util import ravel_pytree
 
 from . import filtering
+from . import validation as val
 from .dem import dem
 from .hdm import HDM
-from .inversion import check_data, filter_dataset, invert
+from .inversion import _check_eta, check_data, filter_dataset, invert
 from .optimise import lbfgs
 
 __all__ = ["free_action", "learn", "LearnResult"]
@@ -101,23 +102,42 @@ def learn(build: Callable[[Any], HDM], y: Any, params0: Any, *, prior_mean: Any 
     -------
     LearnResult
     """
-    if scheme not in ("lbfgs", "dem"):
-        raise ValueError(f"scheme: must be 'lbfgs' or 'dem', got {scheme!r}")
+    val.check_callable(build, "build", "build(params) -> HDM")
+    val.check_tree_finite(params0, "params0")
+    max_iter = val.check_int(max_iter, "max_iter", minimum=1)
+    tol = val.check_scalar(tol, "tol", minimum=0.0, strict_min=True)
+    val.check_choice(scheme, "scheme", ("lbfgs", "dem"))
+    val.check_tree_finite(prior_var, "prior_var")
+    if prior_mean is not None:
+        val.check_tree_finite(prior_mean, "prior_mean")
     if scheme == "dem":
         return _learn_dem(build, y, params0, prior_mean, prior_var, eta, max_iter, hyper, linear)
     flat0, unravel = ravel_pytree(params0)
     flat0 = jnp.asarray(flat0, dtype=float)
-    model0 = build(params0).validate()
+    if prior_mean is not None and (
+            jax.tree_util.tree_structure(prior_mean) != jax.tree_util.tree_structure(params0)
+            or ravel_pytree(prior_mean)[0].shape != flat0.shape):
+        raise ValueError("prior_mean: must have the structure and shapes of params0, got "
+                         f"{val.fmt(prior_mean)}")
+    model0 = build(params0)
+    val.check_type(model0, "build", HDM, "a function returning a cpsych.HDM",
+                   fix="build(params0) must return the model")
+    model0 = model0.validate()
     y = jnp.asarray(check_data(model0, y))
+    if eta is not None:
+        _check_eta(model0, eta, y.shape[1])
     pm = flat0 if prior_mean is None else jnp.asarray(ravel_pytree(prior_mean)[0], float)
     if isinstance(prior_var, dict):  # one variance per key, broadcast over its leaf
         prior_var = {k: jnp.broadcast_to(jnp.asarray(prior_var[k], float), jnp.shape(v))
                      for k, v in params0.items()}
         pv = jnp.asarray(ravel_pytree(prior_var)[0], float)
     else:
+        if np.ndim(prior_var) not in (0, 1) or np.size(prior_var) not in (1, flat0.size):
+            raise ValueError(f"prior_var: expected a scalar or one variance per flattened "
+                             f"parameter ({flat0.size}), got {val.fmt(prior_var)}")
         pv = jnp.broadcast_to(jnp.asarray(prior_var, float), flat0.shape)
     if not np.all(np.asarray(pv) > 0):
-        raise ValueError("prior_var: prior variances must be positive")
+        raise ValueError(f"prior_var: prior variances must be positive, got {val.fmt(prior_var)}")
     eta_arr = None if eta is None else jnp.asarray(eta, float)
 
     def objective(p):

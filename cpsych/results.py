@@ -73,22 +73,44 @@ def check_finite_result(ds: xr.Dataset, what: str, on_divergence: str = "raise")
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+    """Yield a unique temporary path beside ``path``; on success make it ``path``, durably.
 
     ``suffix`` ends the temporary name (for writers that insist on an extension).
 
-    A crash or an exception mid-write leaves ``path`` untouched (the temporary file is
-    removed), so readers never see a truncated file. The file gets the mode the umask gives.
+    The temporary file is flushed to disk (``fsync``) before it is renamed onto ``path``, and
+    the directory entry after, so neither a crash nor an exception mid-write leaves a
+    truncated file at ``path``: on an exception the temporary file is removed and ``path``
+    is untouched. Temporary names are unique (process id and a random part), so concurrent
+    writers never share one. The file gets the mode the umask gives.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{suffix}"
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file (or a directory entry, where the platform allows) to disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if path.is_dir():
+            return  # directories cannot be opened on some platforms
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
 
 
 def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
@@ -96,12 +118,48 @@ def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
 
     A crash mid-write never leaves a truncated file at ``path``.
     """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"ds: expected an xarray.Dataset, got {type(ds).__name__}")
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path: expected a file path, got {type(path).__name__} {path!r}")
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4")
     return Path(path)
 
 
+#: First bytes of the netCDF formats: netCDF-4 (HDF5) and classic / 64-bit offset / CDF-5.
+_MAGIC = (b"\x89HDF\r\n\x1a\n", b"CDF\x01", b"CDF\x02", b"CDF\x05")
+_EXPECTED = "expected a netCDF file written by cpsych.save"
+
+
 def load(path: str | os.PathLike) -> xr.Dataset:
-    """Read a results file written by :func:`save` fully into memory (the file is closed)."""
-    with xr.open_dataset(path, engine="netcdf4") as ds:
-        return ds.load()
+    """Read a results file written by :func:`save` fully into memory (the file is closed).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ValueError
+        One line naming the file when it is a directory, empty, not netCDF (a text file, an
+        image) or truncated/damaged.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path: expected a file path, got {type(path).__name__} {path!r}")
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file; {_EXPECTED}")
+    if p.is_dir():
+        raise ValueError(f"{p}: is a directory; {_EXPECTED}")
+    with p.open("rb") as fh:
+        head = fh.read(8)
+    if not head:
+        raise ValueError(f"{p}: the file is empty; {_EXPECTED}")
+    if not head.startswith(_MAGIC):
+        raise ValueError(f"{p}: not a netCDF file (it starts with {head[:4]!r}); {_EXPECTED}")
+    try:
+        with xr.open_dataset(p, engine="netcdf4") as ds:
+            return ds.load()
+    except (OSError, ValueError, RuntimeError, KeyError, IndexError) as err:
+        reason = " ".join(str(err).split())[:120]
+        raise ValueError(f"{p}: cannot be read ({reason}); the file may be truncated or "
+                         f"damaged; {_EXPECTED}") from None

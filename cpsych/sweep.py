@@ -80,6 +80,7 @@ import numpy as np
 import xarray as xr
 
 from .results import atomic_path
+from .validation import check_grid_args, check_sweep_args
 
 __all__ = ["Grid", "parse_values", "make_grid", "sweep", "chunk_shape", "chunk_plan",
            "host_from_env", "STORE_VERSION"]
@@ -189,6 +190,7 @@ def make_grid(axes: Mapping[str, Any], seeds: int | None = None,
     accepted by :func:`parse_values`. ``allowed`` lists the parameter names the simulation
     knows; others raise ``ValueError`` naming the parameter.
     """
+    check_grid_args(axes, seeds, allowed)
     out: dict[str, np.ndarray] = {}
     for name, values in axes.items():
         if not isinstance(name, str) or not name.isidentifier() or name == "seed":
@@ -676,6 +678,7 @@ def sweep(fn: SimFn, grid: Grid, readouts: Sequence[str] | Mapping[str, Mapping[
     Warns (``RuntimeWarning``) naming every damaged chunk (checksum mismatch, missing or
     unreadable file), which is recomputed.
     """
+    check_sweep_args(fn, chunk_size, memory_budget, key, max_abs, host_index, host_count)
     if not isinstance(grid, Grid):
         raise ValueError(f"grid: expected a cpsych.sweep.Grid, got {type(grid).__name__}")
     if grid.size == 0:

@@ -8,7 +8,6 @@ Each study module provides ``add_arguments(parser)`` and ``run(args) -> int``; i
 from __future__ import annotations
 
 import argparse
-import sys
 from types import ModuleType
 
 __all__ = ["module_main"]
@@ -17,15 +16,14 @@ __all__ = ["module_main"]
 def module_main(module: ModuleType, argv: list[str] | None = None) -> int:
     """``python -m cpsych.experiments.<name>``: the study's own parser and ``run``.
 
-    Bad input (``ValueError``, ``FileNotFoundError``) is printed on one line, without a
-    traceback, and the exit status is 2, as for ``cpsych <command>``.
+    The output directory (``--out``) is proved writable before anything runs; bad input
+    (``ValueError``, ``TypeError``, file errors) is printed on one line, without a traceback,
+    and the exit status is 2, as for ``cpsych <command>`` (:func:`cpsych.validation.run_command`).
     """
+    from cpsych.validation import run_command
+
     prog = f"python -m {module.__spec__.name}"
     parser = argparse.ArgumentParser(prog=prog, description=(module.__doc__ or "").strip())
     module.add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+    return run_command(module.run, args, prog)

@@ -68,7 +68,10 @@ def _check_args(args) -> None:
     for name in ("chains", "warmup", "draws"):
         v = getattr(args, name)
         if v < (2 if name == "chains" else 10):
-            raise ValueError(f"--{name}: too small ({v})")
+            raise ValueError(f"--{name}: too small ({v}); use at least "
+                             f"{2 if name == 'chains' else 10}")
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -279,8 +282,7 @@ def make_example(path: Path = EXAMPLE, truth: Path = TRUTH, seed: int = 2024) ->
     ``finger`` (pressing directly) and ``slider`` (through a slider, ``h - 1``); targets
     0.5, 1, 1.5, 2 N; matching noise SD 0.1 N. True values go to ``truth``.
     """
-    import csv
-
+    from cpsych.fit.data import write_csv
     from cpsych.models.force_matching_fit import synthetic_force_data, write_force_matching
 
     rng = np.random.default_rng(seed)
@@ -290,11 +292,9 @@ def make_example(path: Path = EXAMPLE, truth: Path = TRUTH, seed: int = 2024) ->
                               condition_effects=(0.0, -1.0), noise_sd=0.1, emulator=False,
                               seed=seed)
     write_force_matching(ds, path)
-    with truth.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["participant", "group", "h_finger", "h_slider"])
-        for i in range(h.size):
-            w.writerow([f"p{i + 1:02d}", groups[i], f"{h[i]:.4f}", f"{h[i] - 1.0:.4f}"])
+    write_csv(truth, ["participant", "group", "h_finger", "h_slider"],
+              [[f"p{i + 1:02d}", groups[i], f"{h[i]:.4f}", f"{h[i] - 1.0:.4f}"]
+               for i in range(h.size)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,6 +70,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from cpsych.experiments import module_main  # noqa: E402
+
 __all__ = ["CONDITIONS", "PARAMS", "KINETIC", "START", "prepare_data", "simulate_condition",
            "condition_parameters", "fit", "gains", "add_arguments", "run", "main"]
 
@@ -516,6 +518,8 @@ def run(args: argparse.Namespace) -> int:
     import cpsych
     from cpsych.plotting import save_figure
 
+    if args.steps < 1:
+        raise ValueError(f"--steps: expected at least 1 L-BFGS iteration, got {args.steps}")
     data = prepare_data()
     res = fit(data, steps=args.steps, verbose=True)
     ds = results_dataset(data, res)
@@ -542,10 +546,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cpsych.experiments.fit_pursuit",
-                                     description=__doc__.strip())
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return module_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -249,7 +249,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import cpsych
     from cpsych.plotting import save_figure
+    from cpsych.validation import check_scalar
 
+    check_scalar(args.attention_gain, "--attention-gain", fix="e.g. 1 (0 removes attention)")
     out = Path(args.out)
     ds, trials = posner_results(args.attention_gain, args.threshold)
     nc = cpsych.save(ds, out / "posner.nc")

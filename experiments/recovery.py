@@ -159,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n < 2:
         raise ValueError(f"--n: need at least 2 participants per group, got {args.n}")
+    if not np.isfinite(args.D):
+        raise ValueError(f"--D: expected a finite difference in attenuation, got {args.D}")
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
     rec = recover(args.n, args.D, seed=args.seed)
     out = Path(args.out)
     nc = cpsych.save(rec, out / "recovery.nc")

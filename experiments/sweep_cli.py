@@ -164,6 +164,8 @@ def _parse_set(items: list[str]) -> dict[str, float]:
             out[k] = float(v)
         except ValueError:
             raise ValueError(f"--set: value '{v}' of '{k}' is not a number") from None
+        if not np.isfinite(out[k]):
+            raise ValueError(f"--set: value of '{k}' must be finite, got {v}")
     return out
 
 

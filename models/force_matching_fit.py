@@ -84,7 +84,6 @@ the data's sorted labels unless given.
 
 from __future__ import annotations
 
-import csv
 import functools
 import math
 from collections.abc import Sequence
@@ -98,6 +97,7 @@ import numpyro
 import numpyro.distributions as dist
 import xarray as xr
 
+from cpsych import validation as val
 from cpsych.fit.data import (
     DataError,
     check_columns,
@@ -105,6 +105,7 @@ from cpsych.fit.data import (
     parse_label,
     parse_number,
     read_table,
+    write_csv,
 )
 from cpsych.fit.emulator import Emulator, table_emulator, uniform_grid
 from cpsych.fit.infer import Fit, MapResult, map_estimate, sample_nuts
@@ -219,19 +220,15 @@ def load_force_matching(path: str | Path, groups: Sequence[str] | None = None,
 
 
 def write_force_matching(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write a force-matching dataset (as returned by :func:`load_force_matching`) to CSV."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(FORCE_COLUMNS)
-        for i in range(ds.sizes["trial"]):
-            w.writerow([str(ds.participant.values[i]), str(ds.group.values[i]),
-                        str(ds.condition.values[i]), f"{float(ds.target[i]):.4f}",
-                        f"{float(ds.matched[i]):.4f}"])
-    tmp.replace(path)
-    return path
+    """Write a force-matching dataset (as returned by :func:`load_force_matching`) to CSV.
+
+    Atomically (:func:`cpsych.fit.data.write_csv`): an error mid-write leaves ``path`` as it
+    was.
+    """
+    rows = [[str(ds.participant.values[i]), str(ds.group.values[i]),
+             str(ds.condition.values[i]), f"{float(ds.target[i]):.4f}",
+             f"{float(ds.matched[i]):.4f}"] for i in range(ds.sizes["trial"])]
+    return write_csv(path, FORCE_COLUMNS, rows)
 
 
 # ----------------------------------------------------------------------------- read-outs
@@ -526,9 +523,22 @@ def force_coords(data: ForceData) -> dict[str, np.ndarray]:
             "trial": np.arange(data.target.size)}
 
 
+def _check_fit_args(ds, emulator, seed: int, **counts: int) -> None:
+    """Entry checks of the fits: the data, the emulator, the seed and the counts (>= 1)."""
+    val.check_type(ds, "ds", (xr.Dataset, ForceData),
+                   "a force-matching table (load_force_matching) or ForceData",
+                   fix="load the CSV first with load_force_matching(path)")
+    if emulator is not None:
+        val.check_callable(emulator, "emulator", "emulator(h, target) -> matched force")
+    val.check_int(seed, "seed", minimum=0)
+    for name, value in counts.items():
+        val.check_int(value, name, minimum=1)
+
+
 def map_force_matching(ds: xr.Dataset | ForceData, emulator: Emulator | None = None,
                        steps: int = 500, seed: int = 0, **kw) -> MapResult:
     """Quick MAP point estimate (optax L-BFGS) of the force-matching model."""
+    _check_fit_args(ds, emulator, seed=seed, steps=steps)
     data = ds if isinstance(ds, ForceData) else force_data(ds, **kw)
     emulator = emulator or default_emulator()[0]
     return map_estimate(force_matching_model, data, emulator,
@@ -547,6 +557,8 @@ def fit_force_matching(ds: xr.Dataset | ForceData, emulator: Emulator | None = N
     ``group_mean_h`` (group), ``delta_h`` (group contrast), ``beta_h`` (condition contrast),
     ``mu_h``, ``sigma_h``, ``sigma_obs``; the posterior predictive has ``matched`` (trial).
     """
+    _check_fit_args(ds, emulator, seed=seed, chains=chains, warmup=warmup, draws=draws)
+    val.check_bool(init_map, "init_map")
     data = ds if isinstance(ds, ForceData) else force_data(
         ds, reference_group, reference_condition, priors)
     emulator = emulator or default_emulator()[0]

@@ -21,7 +21,11 @@ def load_csv(*parts: str) -> np.ndarray:
 @pytest.fixture(scope="session")
 def conv_ref():
     """SPM's reference outputs for the convolution model (tests/data/convolution)."""
-    names = ["Y", "U", "pU_x1", "pU_z1", "pU_w1", "model_A_f", "model_B_h", "model_C_g"]
+    names = ["Y", "U", "pU_x1", "pU_v2", "pU_z1", "pU_z2", "pU_w1", "model_A_f", "model_B_h",
+             "model_C_g", "model_V1", "model_V2", "model_W1"]
     for pre in ("DEM", "LAP"):
         names += [f"{pre}_qU_{k}" for k in ("x1", "v1", "v2", "z1", "z2", "w1", "S", "C")]
-    return {k: load_csv("convolution", f"{k}.csv") for k in names}
+    ref = {k: load_csv("convolution", f"{k}.csv") for k in names}
+    E = np.loadtxt(DATA / "convolution" / "model_E.csv", delimiter=",", skiprows=1, dtype=str)
+    ref["model_E"] = {name: float(value) for name, value in E}
+    return ref

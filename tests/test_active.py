@@ -106,7 +106,7 @@ def test_precisions_in_force_are_reported():
     "kwargs, message",
     [
         (dict(action_mask=[1.0, 1.0]), r"action_mask: expected shape \(1,\)"),
-        (dict(action_mask=[-1.0]), "action_mask: values must be finite and non-negative"),
+        (dict(action_mask=[-1.0]), r"action_mask: values must be >= 0, got -1"),
         (dict(priors=np.ones((2, 10))), r"priors: expected shape \(n_top, T\) = \(1, T\)"),
         (dict(causes=np.ones((1, 10))), r"causes: expected shape \(n_v, T\) = \(0, 10\)"),
         (dict(priors=np.full((1, 10), np.nan)), "simulate: field 'priors' has non-finite"),

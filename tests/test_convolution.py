@@ -17,6 +17,18 @@ def test_model_matrices_match_reference(conv_ref):
     np.testing.assert_allclose(convolution.bump(), conv_ref["U"], atol=1e-15)
 
 
+def test_precisions_and_embedding_match_reference(conv_ref):
+    """SPM's M(1).V, M(1).W, M(2).V and M(1).E (its n and d count orders above zero)."""
+    m = convolution.model().validate()
+    lv = m.levels[0]
+    np.testing.assert_allclose(np.diag(np.exp(lv.log_pi_z)), conv_ref["model_V1"], rtol=1e-14)
+    np.testing.assert_allclose(np.diag(np.exp(lv.log_pi_w)), conv_ref["model_W1"], rtol=1e-14)
+    np.testing.assert_allclose(np.diag(np.exp(m.log_pi_eta)), conv_ref["model_V2"], rtol=1e-14)
+    E = conv_ref["model_E"]
+    assert (m.n, m.d) == (E["n"] + 1, E["d"] + 1)
+    assert (float(m.s), m.dt) == (E["s"], E["dt"])
+
+
 @pytest.fixture(scope="module")
 def posterior(conv_ref):
     return cpsych.invert(convolution.model(), conv_ref["Y"])
@@ -49,6 +61,17 @@ def test_predictions_and_errors_match_spm(posterior, conv_ref):
 def test_generate_matches_spm_with_injected_noise(conv_ref):
     z = np.vstack([conv_ref["pU_z1"], np.zeros((1, 32))])
     sim = cpsych.generate(convolution.model(), conv_ref["U"], z=z, w=conv_ref["pU_w1"])
+    np.testing.assert_allclose(sim["x"].values.T, conv_ref["pU_x1"], atol=1e-10)
+    np.testing.assert_allclose(sim["y"].values.T, conv_ref["Y"], atol=1e-10)
+    np.testing.assert_allclose(sim["v"].values.T, conv_ref["pU_v2"], atol=1e-15)
+
+
+def test_generate_with_the_cause_as_innovation_matches_spm(conv_ref):
+    """SPM generates the cause as the top-level innovation z{2} about eta = 0 (pU.z{2});
+    injected so, with no expected cause, generation reproduces pU.v{2}, pU.x{1} and Y."""
+    z = np.vstack([conv_ref["pU_z1"], conv_ref["pU_z2"]])
+    sim = cpsych.generate(convolution.model(), np.zeros((1, 32)), z=z, w=conv_ref["pU_w1"])
+    np.testing.assert_allclose(sim["v"].values.T, conv_ref["pU_v2"], atol=1e-15)
     np.testing.assert_allclose(sim["x"].values.T, conv_ref["pU_x1"], atol=1e-10)
     np.testing.assert_allclose(sim["y"].values.T, conv_ref["Y"], atol=1e-10)
 

@@ -34,7 +34,9 @@ def test_valid_cue_faster_than_invalid(rts):
 
 
 def test_no_attention_no_validity_effect(rts):
-    assert abs(rts[("invalid", 0.0)] - rts[("valid", 0.0)]) < BIN_MS
+    # without attention the two trials are mirror images (left/right); the measured residual
+    # is 1.8e-5 ms, the numerical asymmetry of the integration: allow 1e-3 ms
+    assert abs(rts[("invalid", 0.0)] - rts[("valid", 0.0)]) < 1e-3
     assert np.isfinite(rts[("valid", 0.0)])
 
 

@@ -24,9 +24,10 @@ import difflib
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["DataError", "read_table", "check_columns", "check_widths", "parse_number",
-           "parse_label"]
+           "parse_label", "write_csv"]
 
 
 class DataError(ValueError):
@@ -59,14 +60,21 @@ def read_table(path: str | Path) -> tuple[Path, list[str], list[tuple[int, list[
             header = next(reader)
         except StopIteration:
             raise DataError(path, "the file is empty (expected a header line)", 1) from None
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise DataError(path, f"not a text CSV file ({type(err).__name__}; expected a "
+                                  "comma-separated table with a header line)", 1) from None
         header = [h.strip() for h in header]
         rows = []
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not c.strip() for c in row):
-                raise DataError(path, "empty line (every line must hold one row; rows are "
-                                      "never skipped)", line)
-            rows.append((line, [c.strip() for c in row]))
+        try:
+            for row in reader:
+                line = reader.line_num
+                if not row or all(not c.strip() for c in row):
+                    raise DataError(path, "empty line (every line must hold one row; rows "
+                                          "are never skipped)", line)
+                rows.append((line, [c.strip() for c in row]))
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise DataError(path, f"unreadable line ({type(err).__name__}; expected UTF-8 "
+                                  "comma-separated text)", reader.line_num + 1) from None
     if not rows:
         raise DataError(path, "no data rows after the header", 1)
     return path, header, rows
@@ -124,3 +132,20 @@ def parse_label(path: Path, line: int, column: str, cell: str) -> str:
     if cell == "":
         raise DataError(path, "empty label", line, column)
     return cell
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
+    """Write a header and rows to a CSV file atomically.
+
+    Through :func:`cpsych.results.atomic_path`: a uniquely named temporary file beside
+    ``path``, flushed to disk, then renamed; an error mid-write leaves ``path`` as it was and
+    no temporary file behind.
+    """
+    from cpsych.results import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
