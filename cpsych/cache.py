@@ -22,7 +22,7 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["default_dir", "enable", "disabled_by_env"]
+__all__ = ["default_dir", "enable", "disabled_by_env", "add_argument"]
 
 
 def default_dir() -> Path:
@@ -57,3 +57,11 @@ def enable(directory: str | os.PathLike | None = None) -> Path | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def add_argument(parser) -> None:
+    """Add the ``--no-cache`` flag to a command's ``argparse`` parser."""
+    parser.add_argument("--no-cache", action="store_true",
+                        help="do not use JAX's persistent compilation cache (also: "
+                             "CPSYCH_NO_CACHE=1; directory: CPSYCH_CACHE_DIR or "
+                             "$XDG_CACHE_HOME/cpsych/jax)")

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from cpsych import cache
 from cpsych.validation import run_command
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip())
         mod.add_arguments(p)
+        cache.add_argument(p)
         p.set_defaults(_run=mod.run)
     return parser
 

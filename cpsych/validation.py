@@ -570,13 +570,19 @@ def run_command(run: Callable[[Any], int | None], args: Any, prog: str) -> int:
     """Check ``args.out`` is a writable directory, then ``run(args)``; bad input -> exit 2.
 
     The output directory is created and proved writable (a probe file is written and
-    removed) before anything is computed or compiled. ``ValueError``, ``TypeError``, the
-    file errors and :class:`cpsych.fit.data.DataError` (a ``ValueError``) print one line,
-    ``<prog>: error: <message>``, with no traceback.
+    removed) before anything is computed or compiled. JAX's persistent compilation cache is
+    turned on (:mod:`cpsych.cache`) unless ``args.no_cache`` or ``CPSYCH_NO_CACHE=1``.
+    ``ValueError``, ``TypeError``, the file errors and :class:`cpsych.fit.data.DataError`
+    (a ``ValueError``) print one line, ``<prog>: error: <message>``, with no traceback.
     """
+    from cpsych import cache
+
     try:
-        if getattr(args, "out", None) is not None:
-            check_output_dir(args.out, "--out")
+        out = getattr(args, "out", None)
+        if out is not None and "://" not in str(out):  # URLs (fsspec) are checked on use
+            check_output_dir(out, "--out")
+        if not getattr(args, "no_cache", False) and not cache.disabled_by_env():
+            cache.enable()
         return int(run(args) or 0)
     except USER_ERRORS as err:
         message = " ".join(str(err).split()) or type(err).__name__

@@ -20,10 +20,12 @@ def module_main(module: ModuleType, argv: list[str] | None = None) -> int:
     (``ValueError``, ``TypeError``, file errors) is printed on one line, without a traceback,
     and the exit status is 2, as for ``cpsych <command>`` (:func:`cpsych.validation.run_command`).
     """
+    from cpsych.cache import add_argument as add_cache_argument
     from cpsych.validation import run_command
 
     prog = f"python -m {module.__spec__.name}"
     parser = argparse.ArgumentParser(prog=prog, description=(module.__doc__ or "").strip())
     module.add_arguments(parser)
+    add_cache_argument(parser)
     args = parser.parse_args(argv)
     return run_command(module.run, args, prog)
