@@ -50,6 +50,7 @@ __all__ = [
     "check_indexing",
     "index_problems",
     "USER_ERRORS",
+    "is_url",
     "run_command",
 ]
 
@@ -566,20 +567,26 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, NotADi
                IsADirectoryError, FileExistsError)
 
 
+def is_url(path: Any) -> bool:
+    """Whether ``path`` is an fsspec URL (``s3://...``, ``memory://...``, chained ``::``)."""
+    return isinstance(path, str) and ("://" in path or "::" in path)
+
+
 def run_command(run: Callable[[Any], int | None], args: Any, prog: str) -> int:
     """Check ``args.out`` is a writable directory, then ``run(args)``; bad input -> exit 2.
 
-    The output directory is created and proved writable (a probe file is written and
-    removed) before anything is computed or compiled. JAX's persistent compilation cache is
-    turned on (:mod:`cpsych.cache`) unless ``args.no_cache`` or ``CPSYCH_NO_CACHE=1``.
-    ``ValueError``, ``TypeError``, the file errors and :class:`cpsych.fit.data.DataError`
-    (a ``ValueError``) print one line, ``<prog>: error: <message>``, with no traceback.
+    A local output directory is created and proved writable (a probe file is written and
+    removed) before anything is computed or compiled; an fsspec URL is left to its store.
+    JAX's persistent compilation cache is turned on (:mod:`cpsych.cache`) unless
+    ``args.no_cache`` or ``CPSYCH_NO_CACHE=1``. ``ValueError``, ``TypeError``, the file errors
+    and :class:`cpsych.fit.data.DataError` (a ``ValueError``) print one line,
+    ``<prog>: error: <message>``, with no traceback.
     """
     from cpsych import cache
 
     try:
         out = getattr(args, "out", None)
-        if out is not None and "://" not in str(out):  # URLs (fsspec) are checked on use
+        if out is not None and not is_url(out):  # URLs (fsspec stores) are checked on use
             check_output_dir(out, "--out")
         if not getattr(args, "no_cache", False) and not cache.disabled_by_env():
             cache.enable()

@@ -534,6 +534,15 @@ def test_valid_indexing_passes_the_probe():
     HDM(levels=(lv,)).validate()
 
 
+def test_url_out_is_not_made_a_local_directory(tmp_path, monkeypatch):
+    from cpsych.validation import run_command
+
+    monkeypatch.chdir(tmp_path)
+    args = type("Args", (), {"out": "memory://cpsych-test/store"})()
+    assert run_command(lambda a: 0, args, "test") == 0
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_output_dir_probe_leaves_nothing(tmp_path):
     from cpsych.validation import check_output_dir
 
