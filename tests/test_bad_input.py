@@ -426,6 +426,12 @@ def run_cli(case: CliCase, files: dict[str, Path], tmp: Path) -> int:
 
 
 # ----------------------------------------------------------------------------- tests
+@pytest.fixture(autouse=True)
+def _no_compilation_cache(monkeypatch):
+    """The commands turn JAX's persistent cache on; not for the rest of this test session."""
+    monkeypatch.setenv("CPSYCH_NO_CACHE", "1")
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     return _files(tmp_path_factory.mktemp("bad_input"))
