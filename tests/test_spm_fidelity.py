@@ -267,7 +267,7 @@ def test_dem_states_of_the_last_pass_match_spm(quadruple):
 
 def test_dem_scheme_rejects_bad_input_before_compiling():
     y = _quad("Y")
-    with pytest.raises(ValueError, match="scheme: must be 'lbfgs' or 'dem'"):
+    with pytest.raises(ValueError, match="scheme: expected one of 'lbfgs', 'dem'"):
         learn(_quadruple, y, QUAD_START, scheme="em")
     with pytest.raises(ValueError, match="hyper: \\['k'\\] are not keys of params0"):
         learn(_quadruple, y, QUAD_START, scheme="dem", hyper=("k",))
