@@ -136,6 +136,12 @@ class Process:
                 list(self.y_names or [f"y{k + 1}" for k in range(self.n_y)]))
 
 
+def _diagonal(cov):
+    """Variances from (batched) covariances; NumPy in, NumPy out (no compilation)."""
+    xp = np if isinstance(cov, np.ndarray) else jnp
+    return xp.diagonal(cov, axis1=-2, axis2=-1)
+
+
 class ActiveOutput(NamedTuple):
     """Per-bin outputs of an active-inference simulation (stacked over time).
 
@@ -151,8 +157,8 @@ class ActiveOutput(NamedTuple):
 
     x = property(lambda self: self.belief.x)
     v = property(lambda self: self.belief.v)
-    x_var = property(lambda self: jnp.diagonal(self.belief.x_cov, axis1=-2, axis2=-1))
-    v_var = property(lambda self: jnp.diagonal(self.belief.v_cov, axis1=-2, axis2=-1))
+    x_var = property(lambda self: _diagonal(self.belief.x_cov))
+    v_var = property(lambda self: _diagonal(self.belief.v_cov))
     pred = property(lambda self: self.belief.pred)
     ev = property(lambda self: self.belief.ev)
     ex = property(lambda self: self.belief.ex)

@@ -1,6 +1,8 @@
-"""JAX's persistent compilation cache, for fast second starts of the command line.
+"""Compilation cost: JAX's persistent compilation cache, and quick compiles for one-shot runs.
 
-Most of a cold ``cpsych <command>`` is XLA compilation. With the persistent cache, compiled
+Most of a cold ``cpsych <command>`` is XLA compilation. Two remedies live here: the persistent
+cache (fast second starts), and :func:`jit_once` for programs a command runs only a few times
+(fast first starts). With the persistent cache, compiled
 executables are written to disk and a later process with the same program, shapes, JAX
 version and machine loads them instead of compiling.
 
@@ -22,7 +24,13 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["default_dir", "enable", "disabled_by_env", "add_argument"]
+__all__ = ["default_dir", "enable", "disabled_by_env", "add_argument", "QUICK_COMPILE",
+           "jit_once"]
+
+#: XLA options for programs run only a few times: LLVM's backend optimisation off. On the
+#: force-matching batch (27 active-inference trials of 32 bins) this halves the compile time
+#: (6.6 to 3.1 CPU-seconds) and doubles the run time (38 to 73 ms); results agree to 1e-14.
+QUICK_COMPILE: dict[str, int] = {"xla_backend_optimization_level": 0}
 
 
 def default_dir() -> Path:
@@ -65,3 +73,10 @@ def add_argument(parser) -> None:
                         help="do not use JAX's persistent compilation cache (also: "
                              "CPSYCH_NO_CACHE=1; directory: CPSYCH_CACHE_DIR or "
                              "$XDG_CACHE_HOME/cpsych/jax)")
+
+
+def jit_once(fun, **jit_kwargs):
+    """``jax.jit(fun)`` compiled with :data:`QUICK_COMPILE`: for a program that a command runs
+    a handful of times, where compiling costs more than running (a one-shot experiment).
+    Sweeps, fits and benchmarks, which run a program thousands of times, use ``jax.jit``."""
+    return jax.jit(fun, compiler_options=QUICK_COMPILE, **jit_kwargs)

@@ -21,6 +21,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -59,11 +60,21 @@ def _stack(params: Sequence) -> object:
     return Params(*[jnp.asarray([float(getattr(p, f)) for p in params]) for f in Params._fields])
 
 
-def _batch(params, targets, externals):
+@functools.cache
+def _trials():
+    """The batched trial, compiled once per process for the experiment's two calls (quickly:
+    :func:`cpsych.cache.jit_once`)."""
+    from cpsych.cache import jit_once
     from cpsych.models import force_matching as fm
 
-    return fm.simulate_trials(params, jnp.asarray(targets, float),
-                              jnp.asarray(externals, float))
+    return jit_once(jax.vmap(fm.simulate_trial))
+
+
+def _batch(params, targets, externals):
+    """One batch of trials, returned as NumPy arrays (the post-processing then compiles
+    nothing)."""
+    out = _trials()(params, jnp.asarray(targets, float), jnp.asarray(externals, float))
+    return jax.device_get(out)
 
 
 def compute(presets: dict | None = None, targets: Sequence[float] | None = None,

@@ -53,15 +53,16 @@ def run_experiment() -> xr.Dataset:
     import jax.numpy as jnp
 
     import cpsych
+    from cpsych.cache import jit_once
     from cpsych.models import pursuit as P
 
     groups = {g: P.PRESETS[g] for g in GROUPS}
     inputs = P.batch_inputs(groups, P.SCENARIOS)
     T = inputs[1].shape[1]
-    traces = P.simulate_batch_jit(*(jnp.asarray(a) for a in inputs), P.prepare(T))
+    traces = jit_once(P.simulate_batch)(*(jnp.asarray(a) for a in inputs), P.prepare(T))
     lengths = [P.scenario(s).cause.size for s in P.SCENARIOS]
     score_from = [P.REVERSAL if s == "reversal" else P.ONSET for s in P.SCENARIOS]
-    read = jax.jit(jax.vmap(P.readouts, in_axes=(0, None, 0, 0)))
+    read = jit_once(jax.vmap(P.readouts, in_axes=(0, None, 0, 0)))
     nG, nS = len(GROUPS), len(P.SCENARIOS)
     out = read(traces, P.ONSET, jnp.asarray(np.tile(score_from, nG)),
                jnp.asarray(np.tile(lengths, nG)))  # rows: groups (outer) x scenarios

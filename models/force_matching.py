@@ -329,8 +329,10 @@ def simulate_trial(params: Params, self_target: float | jax.Array,
 
 def confident(mean: jax.Array, var: jax.Array) -> jax.Array:
     """The percept read-out: posterior mean minus ``Z_PERCEPT`` posterior SDs (about 90 %
-    confidence; Brown et al. 2013). The one place this formula is written."""
-    return mean - Z_PERCEPT * jnp.sqrt(jnp.maximum(var, 0.0))
+    confidence; Brown et al. 2013). The one place this formula is written. NumPy arrays in,
+    NumPy out (no compilation); anything else goes through ``jax.numpy`` (traceable)."""
+    xp = np if isinstance(mean, np.ndarray) and isinstance(var, np.ndarray) else jnp
+    return mean - Z_PERCEPT * xp.sqrt(xp.maximum(var, 0.0))
 
 
 #: A batch of trials, ``(params batch, targets (B,), externals (B, T)) -> ActiveOutput``,
