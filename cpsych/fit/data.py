@@ -1,12 +1,16 @@
 """Generic reading of tidy behavioural tables (CSV) with strict validation.
 
-The paradigm data formats are built on these pieces (they live next to their paradigm:
-``cpsych.models.force_matching_fit.load_force_matching``,
-``cpsych.models.pursuit.load_eye_tracking``):
+* :func:`read_data` — a CSV in a paradigm's data format (:class:`cpsych.DataFormat`) as an
+  ``xarray.Dataset`` over observations, every value checked (numbers finite and within the
+  format's plausible range, no duplicated row, one group per participant). ``cpsych fit``
+  and :func:`cpsych.models.force_matching_fit.load_force_matching` read data through it.
+
+The pieces it is built on (also used by :func:`cpsych.models.pursuit.load_eye_tracking`):
 
 * :func:`read_table` — the header and the data rows of a CSV file, each row with its 1-based
-  line number (the header is line 1). Empty lines are errors: rows are never skipped, so a
-  loaded table has exactly one observation per data row of the file.
+  line number (the header is line 1). Binary (NUL bytes) and non-UTF-8 files are errors
+  naming the first bad byte; empty lines are errors: rows are never skipped, so a loaded table
+  has exactly one observation per data row of the file.
 * :func:`check_columns` — required columns present (a missing one is reported with the
   closest unexpected header name, to catch misspellings), no duplicated column.
 * :func:`check_widths` — every row has as many cells as the header.
@@ -14,7 +18,8 @@ The paradigm data formats are built on these pieces (they live next to their par
   cells allowed as NaN where asked), a non-empty label.
 
 A malformed file raises :class:`DataError` (a ``ValueError``) naming the file, the line and
-the column.
+the column and saying how to fix it. Nothing here imports numpyro or compiles JAX code, so a
+bad file fails before any compilation.
 """
 
 from __future__ import annotations
