@@ -22,10 +22,12 @@ Data
 One row per trial: ``participant``, ``group``, ``condition``, ``target`` (N) and ``matched``
 (N). In the force-matching task (Shergill et al. 2003) the experimenter applies a *target*
 force to the participant's finger and the participant then reproduces it; *matched* is the
-force they produce. Extra columns are kept as data variables if numeric, and ignored (with a
-note in ``attrs``) otherwise. Besides the generic errors of :mod:`cpsych.fit.data`, negative
-forces, participants assigned to two groups and groups named in ``groups=`` without rows are
-:class:`~cpsych.fit.data.DataError`\\ s.
+force they produce. ``group`` and ``condition`` may be absent (one group / condition,
+``"all"``). Extra columns are kept as data variables if numeric, and ignored (with a note in
+``attrs``) otherwise. The file is read by :func:`cpsych.fit.data.read_data` in the data format
+of :data:`cpsych.models.force_matching.PARADIGM`: forces outside its plausible range
+(0-20 N), duplicated rows, participants assigned to two groups, binary or non-UTF-8 files and
+groups named in ``groups=`` without rows are :class:`~cpsych.fit.data.DataError`\\ s.
 
 Gradients through the simulator
 -------------------------------
@@ -85,7 +87,6 @@ the data's sorted labels unless given.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,15 +99,7 @@ import numpyro.distributions as dist
 import xarray as xr
 
 from cpsych import validation as val
-from cpsych.fit.data import (
-    DataError,
-    check_columns,
-    check_widths,
-    parse_label,
-    parse_number,
-    read_table,
-    write_csv,
-)
+from cpsych.fit.data import DataError, read_data, write_csv
 from cpsych.fit.emulator import Emulator, table_emulator, uniform_grid
 from cpsych.fit.infer import Fit, MapResult, map_estimate, sample_nuts
 from cpsych.models import force_matching as fm
@@ -147,7 +140,9 @@ def load_force_matching(path: str | Path, groups: Sequence[str] | None = None,
 
     Parameters
     ----------
-    path : CSV file with columns ``participant, group, condition, target, matched``.
+    path : CSV file with columns ``participant, group, condition, target, matched``, read
+        strictly by :func:`cpsych.fit.data.read_data` in the paradigm's data format
+        (``group`` and ``condition`` may be absent: a single level ``"all"``).
     groups, conditions : expected labels; a label found in the file but not listed, or listed
         without any row, is an error (the second is the "empty group" case). ``None`` accepts
         whatever labels the file has.
@@ -159,41 +154,16 @@ def load_force_matching(path: str | Path, groups: Sequence[str] | None = None,
     (strings) and ``line`` (the file's line number of each trial). ``attrs`` hold the source
     path and the sorted labels (``participants``, ``groups``, ``conditions``).
     """
-    path, header, rows = read_table(path)
-    check_columns(path, header, FORCE_COLUMNS)
-    check_widths(path, header, rows)
-    idx = {h: i for i, h in enumerate(header)}
-    extra = [h for h in header if h not in FORCE_COLUMNS]
-    labels: dict[str, list[str]] = {c: [] for c in ("participant", "group", "condition")}
-    values: dict[str, list[float]] = {"target": [], "matched": []}
-    extra_vals: dict[str, list[float]] = {h: [] for h in extra}
-    non_numeric: set[str] = set()
-    group_of: dict[str, tuple[str, int]] = {}
-    for line, row in rows:
-        for c in labels:
-            labels[c].append(parse_label(path, line, c, row[idx[c]]))
-        for c in values:
-            v = parse_number(path, line, c, row[idx[c]])
-            if v < 0:
-                raise DataError(path, f"negative force {v:g} N (forces are >= 0)", line, c)
-            values[c].append(v)
-        for h in extra:
-            try:
-                extra_vals[h].append(float(row[idx[h]]) if row[idx[h]] else math.nan)
-            except ValueError:
-                non_numeric.add(h)
-        p, g = labels["participant"][-1], labels["group"][-1]
-        if p in group_of and group_of[p][0] != g:
-            raise DataError(path, f"participant '{p}' is in group '{group_of[p][0]}' on line "
-                                  f"{group_of[p][1]} and in group '{g}' here", line, "group")
-        group_of.setdefault(p, (g, line))
+    data = read_data(path, fm.PARADIGM)
+    path = Path(path)
+    labels = {c: [str(v) for v in data[c].values] for c in ("participant", "group", "condition")}
     for column, expected in (("group", groups), ("condition", conditions)):
         found = sorted(set(labels[column]))
         if expected is None:
             continue
         unknown = [f for f in found if f not in expected]
         if unknown:
-            line = rows[labels[column].index(unknown[0])][0]
+            line = int(data["line"].values[labels[column].index(unknown[0])])
             raise DataError(path, f"unexpected {column} '{unknown[0]}' (expected one of "
                                   f"{list(expected)})", line, column)
         empty = [e for e in expected if e not in found]
@@ -201,21 +171,21 @@ def load_force_matching(path: str | Path, groups: Sequence[str] | None = None,
             raise DataError(path, f"{column} '{empty[0]}' has no rows (empty {column}); "
                                   f"found {found}", None, column)
     ds = xr.Dataset(
-        {c: ("trial", np.asarray(v, float), {"units": "N", "long_name": f"{c} force"})
-         for c, v in values.items()},
-        coords={**{c: ("trial", np.asarray(v, dtype=str)) for c, v in labels.items()},
-                "line": ("trial", np.asarray([r[0] for r in rows]))},
+        {c: ("trial", data[c].values, {"units": "N"}) for c in ("target", "matched")},
+        coords={**{c: ("trial", data[c].values) for c in labels},
+                "line": ("trial", data["line"].values)},
         attrs={"source": str(path), "participants": sorted(set(labels["participant"])),
                "groups": sorted(set(labels["group"])),
                "conditions": sorted(set(labels["condition"]))},
     )
     ds["target"].attrs["long_name"] = "target force applied by the experimenter"
     ds["matched"].attrs["long_name"] = "force produced by the participant to match it"
-    for h in extra:
-        if h in non_numeric:
-            ds.attrs.setdefault("ignored_columns", []).append(h)
-        else:
-            ds[h] = ("trial", np.asarray(extra_vals[h], float))
+    for h in data.data_vars:
+        if h not in FORCE_COLUMNS:
+            ds[h] = ("trial", data[h].values)
+    for key in ("ignored_columns", "filled_columns", "notes"):
+        if key in data.attrs:
+            ds.attrs[key] = data.attrs[key]
     return ds
 
 

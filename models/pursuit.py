@@ -505,11 +505,15 @@ PARADIGM = Paradigm(
     simulate=_simulate,
     design={"scenario": "occlusion"},
     data=DataFormat(
-        columns={"time_ms": "ms", "eye_position_px": "px", "eye_velocity": "px/ms (x21.6)",
-                 "eye_velocity_desaccaded": "px/ms (x21.6)", "target_position_px": "px"},
-        response="eye_velocity_desaccaded", design=("time_ms", "target_position_px"),
-        plausible={"eye_position_px": (-2000.0, 3000.0), "target_position_px":
-                   (-2000.0, 3000.0)},
+        # the columns every file of experiments/data/spem_fit has; eye_velocity (NaN where the
+        # source has no sample) and target_position_px (smooth conditions only; it is
+        # eye_position_px + lag) are read as extra numeric columns when present
+        columns={"time_ms": "ms", "eye_position_px": "px",
+                 "eye_velocity_desaccaded": "px/ms (x21.6)", "lag": "px"},
+        response="eye_velocity_desaccaded", design=("time_ms",),
+        # data: 0-5090 ms, |position| <= 604 px, |velocity| <= 15, |lag| <= 67 px
+        plausible={"time_ms": (0.0, 60_000.0), "eye_position_px": (-2000.0, 3000.0),
+                   "eye_velocity_desaccaded": (-150.0, 150.0), "lag": (-2000.0, 2000.0)},
         description="one file per condition: grand-average eye and target traces every "
                     "10 ms (the eye-tracking CSVs of experiments/data/spem_fit)"),
     references=("Adams RA, Perrinet LU, Friston K (2012). Smooth pursuit and visual "
