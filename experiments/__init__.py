@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
-__all__ = ["module_main"]
+__all__ = ["module_main", "add_out_argument"]
+
+
+def add_out_argument(parser: argparse.ArgumentParser, default: str,
+                     what: str = "output directory") -> None:
+    """The studies' common ``--out DIR`` option (proved writable before a study runs)."""
+    parser.add_argument("--out", metavar="DIR", default=default,
+                        help=f"{what} (default: {default})")
 
 
 def module_main(module: ModuleType, argv: list[str] | None = None) -> int:

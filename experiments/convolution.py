@@ -24,7 +24,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from cpsych.experiments import module_main
+from cpsych.experiments import add_out_argument, module_main
 
 __all__ = ["add_arguments", "run", "main", "load_reference", "invert_reference"]
 
@@ -64,8 +64,7 @@ def invert_reference() -> xr.Dataset:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
-                        help=f"output directory (default: {DEFAULT_OUT})")
+    add_out_argument(parser, DEFAULT_OUT)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from cpsych.experiments import module_main
+from cpsych.experiments import add_out_argument, module_main
 
 __all__ = ["GROUPS", "CASES", "H_SWEEP", "SHERGILL_2003", "add_arguments", "run", "main",
            "compute", "results_dataset", "trial_datasets"]
@@ -370,8 +370,7 @@ def _save(fig, stem: Path) -> tuple[Path, Path]:
 
 # ---------------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
-                        help=f"output directory (default: {DEFAULT_OUT})")
+    add_out_argument(parser, DEFAULT_OUT)
     parser.add_argument("--no-figures", action="store_true", help="write the results only")
 
 

@@ -27,7 +27,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from cpsych.experiments import module_main  # noqa: E402
+from cpsych.experiments import add_out_argument, module_main  # noqa: E402
 
 __all__ = ["add_arguments", "run", "main", "mmn_results", "plot_mmn"]
 
@@ -208,8 +208,7 @@ def plot_mmn(ds: xr.Dataset):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
-                        help=f"output directory (default: {DEFAULT_OUT})")
+    add_out_argument(parser, DEFAULT_OUT)
     parser.add_argument("--repetitions", type=int, default=7, metavar="N",
                         help="presentations of stimulus B, the first being the deviant "
                              "(default 7, as in SPM; at least 2)")

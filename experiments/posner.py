@@ -25,7 +25,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from cpsych.experiments import module_main
+from cpsych.experiments import add_out_argument, module_main
 
 __all__ = ["add_arguments", "run", "main", "posner_results", "plot_posner", "plot_trial"]
 
@@ -236,8 +236,7 @@ def plot_trial(trial: xr.Dataset, title: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
-                        help=f"output directory (default: {DEFAULT_OUT})")
+    add_out_argument(parser, DEFAULT_OUT)
     parser.add_argument("--threshold", type=float, default=None,
                         help="decision threshold on the belief in the target, in (0, 1) "
                              "(default 0.75)")

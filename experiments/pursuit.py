@@ -27,7 +27,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from cpsych.experiments import module_main
+from cpsych.experiments import add_out_argument, module_main
 
 __all__ = ["add_arguments", "run", "main", "run_experiment", "load_human", "plot_traces",
            "plot_human"]
@@ -278,8 +278,7 @@ def plot_human(ds: xr.Dataset):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
-                        help=f"output directory (default: {DEFAULT_OUT})")
+    add_out_argument(parser, DEFAULT_OUT)
     parser.add_argument("--no-figures", action="store_true", help="write the results only")
 
 
