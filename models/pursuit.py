@@ -95,7 +95,7 @@ __all__ = [
     "W", "DT_MS", "DEG_PER_UNIT", "OFFSETS", "OCCLUDER_EDGE", "PRESETS", "SCENARIOS",
     "Precisions", "Scenario", "Traces", "gate", "process", "model", "action_mask",
     "scenario", "prepare", "simulate_traces", "readouts", "simulate", "pad", "batch_inputs",
-    "simulate_batch", "simulate_batch_jit",
+    "simulate_batch", "simulate_batch_jit", "scenario_log_pi",
     "pursuit_readouts", "EYE_REQUIRED", "EYE_OPTIONAL", "load_eye_tracking", "load_spem",
 ]
 
@@ -416,9 +416,7 @@ def batch_inputs(groups: dict[str, Precisions], names: tuple[str, ...] = SCENARI
     rows = []
     for prec in groups.values():
         for sc in scs:
-            lp = prec.as_array()
-            if sc.prior_log_pi is not None:
-                lp[5] = sc.prior_log_pi
+            lp = scenario_log_pi(prec.as_array(), sc)
             rows.append((lp, pad(sc.cause, T), sc.occluder, sc.prior_mean))
     return tuple(np.stack([r[i] for r in rows]) for i in range(4))
 
@@ -433,6 +431,19 @@ def simulate_batch(log_pi: jax.Array, cause: jax.Array, occluder: jax.Array,
 simulate_batch_jit = jax.jit(simulate_batch)
 
 
+def scenario_log_pi(log_pi: jax.Array, sc: Scenario) -> jax.Array:
+    """The log-precisions (order of :data:`FIELDS`) a scenario runs with: a scenario with its
+    own prior precision on the frequency (``Scenario.prior_log_pi``) overrides ``prior``."""
+    if sc.prior_log_pi is None:
+        return log_pi
+    i = FIELDS.index("prior")
+    if isinstance(log_pi, np.ndarray):  # NumPy in, NumPy out (no compilation)
+        out = log_pi.astype(float, copy=True)
+        out[i] = sc.prior_log_pi
+        return out
+    return log_pi.at[i].set(sc.prior_log_pi)
+
+
 def simulate(group: str = "control", name: str = "occlusion",
              precisions: Precisions | None = None,
              gate_slope: float | None = None) -> tuple[Traces, dict[str, float]]:
@@ -442,9 +453,7 @@ def simulate(group: str = "control", name: str = "occlusion",
             raise ValueError(f"group: unknown group '{group}'; choose from {tuple(PRESETS)}")
         precisions = PRESETS[group]
     sc = scenario(name)
-    lp = precisions.as_array()
-    if sc.prior_log_pi is not None:
-        lp[5] = sc.prior_log_pi
+    lp = scenario_log_pi(precisions.as_array(), sc)
     tmpl = prepare(sc.cause.size, gate_slope)
     tr = _jit_sim(jnp.asarray(lp), jnp.asarray(sc.cause), sc.occluder, sc.prior_mean, tmpl)
     ro = readouts(tr, score_from=REVERSAL if name == "reversal" else None)
@@ -462,8 +471,7 @@ FIELDS: tuple[str, ...] = ("proprio", "retina", "state1", "cause2", "state2", "p
 def _simulate(values: dict[str, Any], design: dict[str, Any], key: jax.Array | None):
     name = design["scenario"]
     sc = scenario(name)
-    prior = values["prior"] if sc.prior_log_pi is None else sc.prior_log_pi
-    lp = jnp.stack([jnp.asarray(values[k] if k != "prior" else prior, float) for k in FIELDS])
+    lp = scenario_log_pi(jnp.stack([jnp.asarray(values[k], float) for k in FIELDS]), sc)
     with jax.ensure_compile_time_eval():  # validate the templates on concrete values
         templates = prepare(sc.cause.size)
     tr = simulate_traces(lp, jnp.asarray(sc.cause), sc.occluder, sc.prior_mean, templates,
