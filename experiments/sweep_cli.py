@@ -79,6 +79,10 @@ def run_sweep(name: str, grid: Mapping[str, Any], *, preset: str = "control",
         raise ValueError("--grid: give at least one parameter to sweep")
     options = dict(options or {})
     design = par.full_design(options)
+    unknown = [r for r in readouts or () if r not in par.readout_names]
+    if unknown:  # before tracing anything
+        raise ValueError(f"--readouts: unknown read-out '{unknown[0]}'; choose from "
+                         f"{', '.join(par.readout_names)}")
     ck = (name, tuple(sorted(base.items())), json.dumps(options, sort_keys=True))
     if ck not in _BUILT:  # the same simulation object, so its compilation is reused
         simulate = par.compiled(design)
@@ -95,8 +99,8 @@ def run_sweep(name: str, grid: Mapping[str, Any], *, preset: str = "control",
     if readouts:
         bad = [r for r in readouts if r not in ro]
         if bad:
-            raise ValueError(f"--readouts: unknown read-out '{bad[0]}'; choose from "
-                             f"{', '.join(ro)}")
+            raise ValueError(f"--readouts: read-out '{bad[0]}' is not produced by this design "
+                             f"of {name}; choose from {', '.join(ro)}")
         ro = {k: ro[k] for k in readouts}
     fixed_desc = {k: v for k, v in base.items() if k not in g.axes}
     description = json.dumps({"paradigm": name, "fixed": fixed_desc, "options": options},
@@ -200,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
                          f"got {args.host_index}")
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ValueError(f"--chunk-size: expected a positive integer, got {args.chunk_size}")
+    if args.key < 0:
+        raise ValueError(f"--key: expected a non-negative integer seed, got {args.key}")
     if args.memory_budget <= 0:
         raise ValueError("--memory-budget: expected a positive number of GB")
     readouts = [r.strip() for r in args.readouts.split(",")] if args.readouts else None
