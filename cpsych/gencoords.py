@@ -168,18 +168,31 @@ def embed(
 def embed_series(y: ArrayLike, n: int, dt: float = 1.0) -> jax.Array:
     """Embed every sample of a series: returns ``(T, n, k)`` generalised data.
 
-    Equivalent to ``embed(y, n, t, dt)`` for ``t = 0..T-1`` but done as one gather and one
-    matrix product (the Taylor operator is the same at every integer sample).
+    Equal to ``embed(y, n, t, dt)`` at every ``t = 0..T-1``, done as one gather and one
+    batched matrix product. The window's offsets to ``t`` take at most two values: SPM rounds
+    the first sample of the window towards zero (``fix``), so for even ``n`` the first
+    ``n / 2`` samples have a window one sample later than all the others.
     """
     y = jnp.asarray(val.check_array(y, "y", ndim=2, fix="a (channels, time) array"))
     k, T = y.shape
     n = val.check_int(n, "n", minimum=1, fix="the number of generalised coordinates")
     dt = val.check_scalar(dt, "dt", minimum=0.0, strict_min=True, fix="the sampling interval")
-    idx0, E = embedding_operator(n, 0.0, dt)
-    offsets = idx0  # indices relative to t = 0
-    idx = np.clip(np.arange(T)[:, None] + offsets[None, :], 0, T - 1)  # (T, n)
+    # the window (and so the Taylor operator) depends on t only through its offsets to t
+    ops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    which = np.empty(T, dtype=int)
+    for t in range(min(T, n + 1)):
+        idx, E = embedding_operator(n, float(t), dt)
+        which[t] = int(idx[0]) - t
+        ops.setdefault(which[t], (idx - t, E))
+    if T > n + 1:
+        which[n + 1:] = which[n]  # fix() and floor() agree from here on
+    keys = sorted(ops)
+    sel = np.searchsorted(keys, which)  # (T,) operator of each sample
+    offsets = np.stack([ops[q][0] for q in keys])  # (n_ops, n)
+    Es = jnp.asarray(np.stack([ops[q][1] for q in keys]))  # (n_ops, n, n)
+    idx = np.clip(np.arange(T)[:, None] + offsets[sel], 0, T - 1)  # (T, n)
     window = y[:, idx]  # (k, T, n)
-    return jnp.einsum("ji,kti->tjk", jnp.asarray(E), window)
+    return jnp.einsum("tji,kti->tjk", Es[sel], window)
 
 
 def smooth_noise(key: jax.Array, shape: tuple[int, int], s: float, log_precision: ArrayLike = 0.0):

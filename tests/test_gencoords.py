@@ -73,11 +73,20 @@ def test_embed_recovers_polynomial_derivatives():
                                      -2 + 3 * tt, 3], rtol=1e-9)
 
 
-def test_embed_series_equals_embed_everywhere():
+@pytest.mark.parametrize("n", range(1, 9))
+def test_embed_series_equals_embed_at_every_bin(n):
+    # odd and even n: for even n SPM's window (fix, not floor) differs at the first n/2 bins
+    # from the rest, and an operator taken at t = 0 for all bins was off by up to 2e4 here
     Y = load_csv("unit", "embed_Y.csv")
-    allt = np.asarray(cpsych.embed_series(Y, 5, 0.5))
+    allt = np.asarray(cpsych.embed_series(Y, n, 0.5))
+    scale = np.max(np.abs(allt))
     for t in range(Y.shape[1]):
-        np.testing.assert_allclose(allt[t], cpsych.embed(Y, 5, t, 0.5), atol=1e-12)
+        np.testing.assert_allclose(allt[t], cpsych.embed(Y, n, t, 0.5), rtol=0,
+                                   atol=1e-13 * scale)
+    # short series: every bin is an edge case
+    short = np.asarray(cpsych.embed_series(Y[:, :3], n, 1.0))
+    for t in range(3):
+        np.testing.assert_allclose(short[t], cpsych.embed(Y[:, :3], n, t, 1.0), atol=1e-10)
 
 
 def test_embedding_window_is_not_moved_at_the_edges():
