@@ -26,7 +26,11 @@ from .gencoords import generalised_map, temporal_precision
 from .hdm import HDM, stack_levels
 
 __all__ = ["Errors", "Curvature", "generalised_errors", "precisions", "laplace_terms",
-           "gibbs_energy", "split_u", "split_w"]
+           "gibbs_energy", "split_u", "split_w", "state_prior", "PRIOR_SMOOTHNESS"]
+
+#: Smoothness (bins) of the temporal precision with which spm_LAP applies the fixed priors on
+#: generalised states and causes (``spm_DEM_R(n, 2)``), whatever the model's own ``s``.
+PRIOR_SMOOTHNESS = 2.0
 
 
 class Errors(NamedTuple):
@@ -133,6 +137,27 @@ def state_dependent(model: HDM) -> bool:
     return any(lv.log_pi_z_fn is not None for lv in model.levels)
 
 
+def state_prior(model: HDM) -> jax.Array | None:
+    """Prior precision ``Pu`` of the flat expectations ``u`` (``None`` when no level has one).
+
+    ``Pu = blockdiag(kron(R(n, 2), diag(pi_x)), kron(R(d, 2), diag(pi_v)))`` with
+    ``pi = exp(Level.log_pi_x)``, ``exp(Level.log_pi_v)`` (0 for levels without a prior): the
+    fixed priors of spm_LAP (``M(i).xP``, ``M(i).vP``) about zero.
+    """
+    if all(lv.log_pi_x is None and lv.log_pi_v is None for lv in model.levels):
+        return None
+
+    def pis(field, size):
+        return jnp.concatenate([jnp.zeros(getattr(lv, size)) if getattr(lv, field) is None
+                                else jnp.exp(jnp.asarray(getattr(lv, field), float))
+                                for lv in model.levels])
+
+    px, pv = pis("log_pi_x", "n_x"), pis("log_pi_v", "n_v")
+    Px = jnp.kron(temporal_precision(model.n, PRIOR_SMOOTHNESS), jnp.diag(px))
+    Pv = jnp.kron(temporal_precision(model.d, PRIOR_SMOOTHNESS), jnp.diag(pv))
+    return jax.scipy.linalg.block_diag(Px, Pv)
+
+
 def _weigh(R, log_p, e):
     """``kron(R, diag(exp(log_p))) @ e.ravel()`` for an order-major ``(n, k)`` array ``e``."""
     return (R @ e) * jnp.exp(log_p)[None, :]
@@ -149,12 +174,15 @@ class Curvature(NamedTuple):
     ----------
     errors : the exact errors at ``u``.
     grad : dL/du (SPM convention: the top order of state motion is zeroed in the error).
-    H : Jacobian of ``grad`` with respect to ``u`` (Gauss-Newton ``J' Pi J`` for constant
-        precision, plus the precision terms when precision depends on the states).
+    H : the curvature in the flow's Jacobian: ``J' Pi J`` plus the state priors ``Pu``; with
+        state-dependent precision, plus the Gauss-Newton precision terms under
+        ``precision_curvature="gauss-newton"`` (the exact Jacobian of ``grad`` with
+        ``exact_curvature``).
     K : Jacobian of ``grad`` with respect to the inputs ``w`` (coupling to data and prior).
-    H_gn : Gauss-Newton curvature ``J' Pi J`` (conditional precision of ``u``), plus, when
-        precision depends on the states, the expected curvature ``n/2 Lam' Lam`` of the
-        log-precisions (``Lam = d log_pi / du``).
+    H_gn : Gauss-Newton curvature ``J' Pi J`` (conditional precision of ``u``), plus the
+        state priors ``Pu`` and, with state-dependent precision under
+        ``precision_curvature="gauss-newton"``, the expected curvature ``n/2 Lam' Lam`` of
+        the log-precisions (``Lam = d log_pi / du``).
     L : Gibbs energy ``1/2 E' Pi E - 1/2 ln|Pi|`` (full errors, no constants).
     log_pi_v, log_pi_x : log-precisions in force.
     J : ``dE/du``, rows ordered as ``[ev.ravel(), ex.ravel()]``.
@@ -173,7 +201,9 @@ class Curvature(NamedTuple):
 
 def gibbs_energy(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
                  zero_top_order: bool = False) -> jax.Array:
-    """Gibbs energy ``L = 1/2 eps~' Pi~ eps~ - 1/2 ln|Pi~|`` (without the ``2 pi`` constant).
+    """Gibbs energy ``L = 1/2 eps~' Pi~ eps~ - 1/2 ln|Pi~|`` (without the ``2 pi`` constant),
+    plus ``1/2 u' Pu u`` for fixed priors on the states (:func:`state_prior`; their
+    log-determinant, a constant, is left out).
 
     Parameters
     ----------
@@ -187,6 +217,9 @@ def gibbs_energy(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
     ex = _zero_top_order(err.ex) if zero_top_order else err.ex
     quad = jnp.sum(err.ev * _weigh(R, lv, err.ev)) + jnp.sum(ex * _weigh(R, lx, ex))
     logdet = (lv.size + lx.size) * jnp.linalg.slogdet(R)[1] + model.n * (jnp.sum(lv) + jnp.sum(lx))
+    Pu = state_prior(model)
+    if Pu is not None:
+        quad = quad + u @ Pu @ u
     return 0.5 * quad - 0.5 * logdet
 
 
@@ -195,7 +228,14 @@ def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
     """Gradient, curvature and couplings of the Gibbs energy at ``u`` (one time bin).
 
     The errors are linearised about ``u`` (local linearity, SPEC 3): ``J = dE/du`` holds the
-    Jacobians of ``f`` and ``g`` at the zeroth order, Kronecker-expanded over orders.
+    Jacobians of ``f`` and ``g`` at the zeroth order, Kronecker-expanded over orders. Fixed
+    priors on the states (:func:`state_prior`) add ``Pu u`` to the gradient and ``Pu`` to the
+    curvatures, as in spm_LAP.
+
+    With state-dependent precision the gradient is exact: besides ``J' Pi E`` it holds
+    ``1/2 E' dPi/du E - n/2 sum_c dp_c/du`` (the precision's own terms, spm_LAP's
+    ``dSdu E / 2 - dDdu / 2``; spm_LAP's mean-field term ``dHdu`` is zero, its loop disabled).
+    The curvature follows :attr:`cpsych.HDM.precision_curvature`.
 
     Parameters
     ----------
@@ -204,9 +244,9 @@ def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
         (its rows stay in ``J``). With ``False`` the gradient is exactly ``dL/du`` of
         :func:`gibbs_energy`.
     exact_curvature : bool
-        With state-dependent precision, return the exact Jacobian of the gradient as ``H``; by
-        default ``H`` is its Gauss-Newton part (positive semi-definite, so the recognition
-        dynamics stay stable under local linearisation).
+        With state-dependent precision, return the exact Jacobian of the gradient as ``H``
+        (and the exact coupling ``K``), whatever ``model.precision_curvature`` says; it is
+        indefinite, so the recognition dynamics may be unstable under local linearisation.
     """
     R = temporal_precision(model.n, model.s)
     def e_lin(uu, ww):
@@ -237,7 +277,7 @@ def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
     if not state_dependent(model):
         grad = PiJ.T @ Ez
         K = PiJ.T @ Jw
-        return Curvature(err, grad, H_gn, K, H_gn, L, lv, lx, Ju)
+        return _with_prior(model, u, Curvature(err, grad, H_gn, K, H_gn, L, lv, lx, Ju))
 
     def grad_fn(uu, ww):
         ez = Ez + Ju @ (uu - u) + Jw @ (ww - w)
@@ -251,6 +291,10 @@ def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
         return Ju.T @ weigh(ez, pv, px) + jax.grad(l_pi)(uu, ez)
 
     grad = grad_fn(u, w)
+    if model.precision_curvature == "spm" and not exact_curvature:
+        # spm_LAP: dL/duu = J' Pi J, dL/duy = J' Pi J_y; the conditional precision likewise
+        K = PiJ.T @ Jw
+        return _with_prior(model, u, Curvature(err, grad, H_gn, K, H_gn, L, lv, lx, Ju))
     K = jax.jacfwd(grad_fn, argnums=1)(u, w)
     Lam = jax.jacfwd(lambda uu: jnp.concatenate(precisions(model, uu)))(u)
     if exact_curvature:
@@ -269,4 +313,14 @@ def laplace_terms(model: HDM, u: jax.Array, w: jax.Array, n_y: int,
     # Conditional precision: the expected (Fisher) curvature of the log-precisions, n/2 per
     # channel, so that states acting only through precision (attention) get a finite variance.
     H_gn = H_gn + 0.5 * model.n * Lam.T @ Lam
-    return Curvature(err, grad, H, K, H_gn, L, lv, lx, Ju)
+    return _with_prior(model, u, Curvature(err, grad, H, K, H_gn, L, lv, lx, Ju))
+
+
+def _with_prior(model: HDM, u: jax.Array, c: Curvature) -> Curvature:
+    """Add the fixed priors on the states: ``Pu u`` to the gradient, ``Pu`` to both curvatures
+    and ``1/2 u' Pu u`` to the Gibbs energy."""
+    Pu = state_prior(model)
+    if Pu is None:
+        return c
+    Pu_u = Pu @ u
+    return c._replace(grad=c.grad + Pu_u, H=c.H + Pu, H_gn=c.H_gn + Pu, L=c.L + 0.5 * u @ Pu_u)

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from .energy import state_prior
 from .gencoords import temporal_precision
 from .hdm import HDM
 
@@ -132,8 +133,8 @@ def _logdet_kron(R: jax.Array, log_p: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def bin_bounds(model: HDM, ev: jax.Array, ex: jax.Array, log_pi_v: jax.Array,
-               log_pi_x: jax.Array, S: jax.Array, lap_log_pi: tuple | None = None
-               ) -> BinBound:
+               log_pi_x: jax.Array, S: jax.Array, lap_log_pi: tuple | None = None,
+               u: jax.Array | None = None) -> BinBound:
     """spm_DEM's and spm_LAP's log-evidence terms at one bin (see the module docstring).
 
     Parameters
@@ -144,6 +145,11 @@ def bin_bounds(model: HDM, ev: jax.Array, ex: jax.Array, log_pi_v: jax.Array,
     S : conditional covariance of the generalised states, ``inv(H + tol I)``.
     lap_log_pi : ``(log_pi_v, log_pi_x)`` deciding spm_LAP's exclusions (SPM judges them at
         the initial expectations); default the ones in force.
+    u : the flat expectations held at this bin; with fixed priors on the states
+        (:func:`cpsych.energy.state_prior`, ``Pu``) spm_LAP's bound adds
+        ``-1/2 u' Pu u + 1/2 ln|Pu Sigma|`` over the states it keeps (the zeroth order of every
+        state; higher orders and causes whose log-precision is below 8), the log-determinant
+        over those with a prior.
     """
     n = model.n
     n_y = ev.shape[1] - model.n_v
@@ -163,6 +169,15 @@ def bin_bounds(model: HDM, ev: jax.Array, ex: jax.Array, log_pi_v: jax.Array,
     logdet_pi = (n * (jnp.sum(jnp.where(kv, log_pi_v, 0.0)) + jnp.sum(jnp.where(kx, log_pi_x, 0.0)))
                  + (jnp.sum(kv) + jnp.sum(kx)) * logdet_r)
     lap = -0.5 * quad + 0.5 * logdet_pi + const
+    Pu = state_prior(model)
+    if Pu is not None and u is not None:
+        nx, nv = model.n_x, model.n_v
+        keep_x = jnp.broadcast_to(kx[None, :], (n, nx)).at[0].set(True)
+        keep_v = jnp.broadcast_to(kv[n_y:n_y + nv][None, :], (model.d, nv))
+        ju = jnp.concatenate([keep_x.ravel(), keep_v.ravel()])
+        uj = jnp.where(ju, u, 0.0)
+        has = ju & (jnp.diagonal(Pu) > 0)
+        lap = lap - 0.5 * uj @ Pu @ uj + 0.5 * (_masked_logdet(Pu, has) + _masked_logdet(S, has))
     return BinBound(dem=dem, lap=lap)
 
 

@@ -104,7 +104,7 @@ def filter_output(model: HDM, u: jax.Array, c: Curvature, lap_log_pi: tuple | No
     Sx = S[:nx, :nx]
     Sv = S[nxu:nxu + nv, nxu:nxu + nv]
     logdet_H = jnp.linalg.slogdet(c.H_gn)[1]
-    spm = bin_bounds(model, c.errors.ev, c.errors.ex, c.log_pi_v, c.log_pi_x, S, lap_log_pi)
+    spm = bin_bounds(model, c.errors.ev, c.errors.ex, c.log_pi_v, c.log_pi_x, S, lap_log_pi, u)
     return FilterOutput(x=xt[0], v=vt[0], x_cov=Sx, v_cov=Sv, pred=c.errors.gv,
                         ev=c.errors.ev[0], ex=c.errors.ex[0], log_pi_v=c.log_pi_v,
                         F=c.L + 0.5 * logdet_H, x_gen=xt, F_dem=spm.dem, F_lap=spm.lap)

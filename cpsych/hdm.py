@@ -24,7 +24,10 @@ import numpy as np
 
 from . import validation
 
-__all__ = ["Level", "HDM", "check_finite"]
+__all__ = ["Level", "HDM", "check_finite", "PRECISION_CURVATURES"]
+
+#: Choices of :attr:`HDM.precision_curvature`.
+PRECISION_CURVATURES = ("spm", "gauss-newton")
 
 Fn = Callable[[jax.Array, jax.Array, Any], jax.Array]
 
@@ -90,6 +93,13 @@ class Level:
         (attention, sensory attenuation: SPEC section 3).
     x0, v0 : array
         Initial (prior) expectations of states and causes.
+    log_pi_x, log_pi_v : float or array, optional
+        Log-precisions of fixed Gaussian priors, about zero, on this level's generalised
+        states and causes (SPM's ``M(i).xP`` and ``M(i+1).vP``, as ``log(diag(.))``). They act
+        with the temporal precision ``R(n, 2)`` (``R(d, 2)`` for causes) of smoothness 2
+        bins, as spm_LAP applies them: the prior ``Pu = kron(R(n, 2), diag(exp(log_pi_x)))``
+        adds ``Pu u~`` to the gradient and ``Pu`` to the curvature. ``None`` (default): no
+        prior.
     x_names, v_names, out_names : sequence of str
         Names of the states, the causes and the outputs of ``g``; they become coordinates of
         the results.
@@ -110,6 +120,8 @@ class Level:
     out_names: tuple[str, ...] | None = _field_static(default=None)
     pi_z: Any = None
     pi_w: Any = None
+    log_pi_x: Any = None
+    log_pi_v: Any = None
 
     def __post_init__(self) -> None:
         validation.check_fields(self, "Level", sizes={"n_x": 0, "n_v": 0}, functions={
@@ -145,6 +157,17 @@ class HDM:
         the data and prior, never the shift operator ``D``; it does not change the
         conditional covariance ``inv(H)``. ``kappa -> 0`` freezes the expectations in their
         moving frame; large ``kappa`` makes the flow stiffer.
+    precision_curvature : {"spm", "gauss-newton"}
+        The curvature used with state-dependent precision (``Level.log_pi_z_fn``); the
+        gradient is exact either way. ``"spm"`` (default, spm_LAP): the flow's Jacobian, its
+        coupling to the data and the conditional precision are ``J' Pi J`` (plus the state
+        priors), without terms from the precision's dependence on the states.
+        ``"gauss-newton"``: adds the positive semi-definite Gauss-Newton part of those terms,
+        ``sum_c 1/2 exp(p_c) (e_c' R e_c) dp_c/du dp_c/du'``, to the Jacobian, the exact
+        coupling, and the expected (Fisher) curvature ``n/2 Lam' Lam`` of the log-precisions
+        to the conditional precision; it stays stable where spm_LAP's form diverges (strong
+        sensory attenuation, :mod:`cpsych.models.force_matching`). Without state-dependent
+        precision the two are the same.
     """
 
     levels: tuple[Level, ...]
@@ -155,6 +178,7 @@ class HDM:
     s: Any = 0.5
     dt: float = _field_static(default=1.0)
     kappa: Any = 1.0
+    precision_curvature: str = _field_static(default="spm")
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -250,6 +274,8 @@ class HDM:
             raise ValueError(
                 f"HDM: field 'kappa' (rate of generalised descent) must be a scalar, "
                 f"got shape {np.shape(self.kappa)}")
+        validation.check_choice(self.precision_curvature, "HDM: field 'precision_curvature'",
+                                PRECISION_CURVATURES)
         levels = []
         for i, lv in enumerate(self.levels):
             where = f"level {i + 1}"
@@ -299,6 +325,14 @@ class HDM:
             log_pi_w = _as_vector(lv.log_pi_w, lv.n_x, where, "log_pi_w")
             check_finite(log_pi_z, where, "log_pi_z")
             check_finite(log_pi_w, where, "log_pi_w")
+            priors = {}
+            for field, size in (("log_pi_x", lv.n_x), ("log_pi_v", lv.n_v)):
+                value = getattr(lv, field)
+                if value is not None:
+                    value = _as_vector(value, size, where, field)
+                    check_finite(value, where, field)
+                    priors[field] = value
+            lv = dataclasses.replace(lv, **priors)
             if lv.log_pi_z_fn is not None:
                 po = _eval_shape(lv.log_pi_z_fn, lv)
                 if po.shape != (n_out,):

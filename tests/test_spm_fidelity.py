@@ -276,3 +276,88 @@ def test_dem_scheme_rejects_bad_input_before_compiling():
     with pytest.raises(ValueError, match="prior_var: prior variances must be positive"):
         learn(_quadruple, y, QUAD_START, scheme="dem", hyper=("h", "g"),
               prior_var={**QUAD_VAR, "h": 0.0})
+
+
+# ------------------------------------- state-dependent precision: DEM_demo_Posner (spm_LAP)
+def _posner(name):
+    return load_csv("posner", f"{name}.csv")
+
+
+def _posner_model(precision_curvature="spm", log_pi_x=math.log(1 / 32)):
+    """DEM_demo_Posner's observer (tests/data/posner/README.txt): two attention states,
+    log-precisions [2 + x1 - x2, 2 - x1 + x2, 4], state prior M(1).xP = 1/32, flat top prior
+    (M(2).V = 0 is log-precision 0 in spm_LAP_ph)."""
+    mix = jnp.array([[1.0, -1.0, -2.0], [-1.0, 1.0, 2.0]])
+    lv = cpsych.Level(
+        g=lambda x, v, th: v, f=lambda x, v, th: mix @ v / 4 - x / 32, n_x=2, n_v=3,
+        log_pi_w=4.0, log_pi_x=log_pi_x,
+        log_pi_z_fn=lambda x, v, th: jnp.stack([2 + x[0] - x[1], 2 - x[0] + x[1],
+                                                4.0 + 0 * x[0]]))
+    return cpsych.HDM(levels=(lv,), eta=0.0, log_pi_eta=0.0, n=5, d=3, s=0.5,
+                      precision_curvature=precision_curvature)
+
+
+@pytest.fixture(scope="module")
+def posner_valid():
+    return cpsych.invert(_posner_model(), _posner("valid_Y"))
+
+
+def test_state_dependent_precision_reproduces_spm_lap_posner(posner_valid):
+    ds = posner_valid
+    # measured: 1.0e-11 (states, scale 1.8), 1.8e-13 (causes), 1.2e-12 and 3.0e-12 (covariances,
+    # scale 0.68 and 21). SPM's finite differences (step exp(-8)) are exact here: the
+    # log-precisions are linear in the states and g is linear.
+    np.testing.assert_allclose(ds["x"].values.T, _posner("valid_qU_x1"), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ds["v"].values.T, _posner("valid_qU_v2"), rtol=0, atol=1e-9)
+    C = ds["v_cov"].values.transpose(0, 2, 1).reshape(64, 9)  # vec, column-major
+    np.testing.assert_allclose(C, _posner("valid_qU_C"), rtol=0, atol=1e-9)
+    S = ds["x_cov"].values.transpose(0, 2, 1).reshape(64, 4)
+    np.testing.assert_allclose(S, _posner("valid_qU_S"), rtol=0, atol=1e-9)
+    # the demo's read-out: belief that the cued target is present, 1 - Ncdf(1/4; E, C)
+    from scipy.stats import norm
+    pv = 1 - norm.cdf(0.25, ds["v"].values[:, 1], np.sqrt(ds["v_cov"].values[:, 1, 1]))
+    np.testing.assert_allclose(pv, _posner("PV_valid")[0], rtol=0, atol=1e-9)
+    # spm_LAP's free energy, with the state prior's terms (measured 4e-15 relative)
+    assert ds.attrs["F_spm_lap"] == pytest.approx(_posner("valid_F")[0, 0], rel=1e-10)
+
+
+def test_posner_needs_the_state_prior_and_spm_curvature():
+    # each ingredient matters at a level far above the agreement above
+    x_ref = _posner("valid_qU_x1")
+    for model in (_posner_model(log_pi_x=None), _posner_model("gauss-newton")):
+        x = cpsych.invert(model, _posner("valid_Y"))["x"].values.T
+        assert np.max(np.abs(x - x_ref)) > 0.1  # measured 0.94 and 0.36
+
+
+def test_state_prior_enters_gradient_and_curvature():
+    m = _posner_model().validate()
+    rng = np.random.default_rng(2)
+    u = jnp.asarray(rng.normal(size=5 * 2 + 3 * 3))
+    w = jnp.asarray(rng.normal(size=5 * 3 + 3 * 3))
+    from cpsych.energy import PRIOR_SMOOTHNESS, laplace_terms
+    from cpsych.gencoords import temporal_precision
+
+    c = laplace_terms(m, u, w, 3)
+    c0 = laplace_terms(_posner_model(log_pi_x=None).validate(), u, w, 3)
+    Px = np.kron(np.asarray(temporal_precision(5, PRIOR_SMOOTHNESS)), np.eye(2) / 32)
+    Pu = scipy.linalg.block_diag(Px, np.zeros((9, 9)))
+    np.testing.assert_allclose(c.grad - c0.grad, Pu @ np.asarray(u), atol=1e-12)
+    np.testing.assert_allclose(c.H - c0.H, Pu, atol=1e-12)
+    np.testing.assert_allclose(c.H_gn - c0.H_gn, Pu, atol=1e-12)
+
+
+@pytest.mark.parametrize("field, bad, match", [
+    ("log_pi_x", [1.0, 2.0, 3.0], r"level 1: field 'log_pi_x' must be a scalar or have shape \(2,\)"),
+    ("log_pi_v", np.nan, "level 1: field 'log_pi_v' has non-finite values"),
+])
+def test_bad_state_prior_is_rejected(field, bad, match):
+    m = _posner_model()
+    lv = dataclasses.replace(m.levels[0], **{field: bad})
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(m, levels=(lv,)).validate()
+
+
+def test_bad_precision_curvature_is_rejected():
+    with pytest.raises(ValueError, match="field 'precision_curvature': expected one of 'spm', "
+                                         "'gauss-newton', got 'newton'"):
+        _posner_model("newton").validate()
