@@ -24,7 +24,7 @@ def rts():
 def test_valid_cue_faster_than_invalid(rts):
     valid, invalid = rts[("valid", 1.0)], rts[("invalid", 1.0)]
     assert np.isfinite(valid) and np.isfinite(invalid)
-    # measured: 70.7 ms vs 131.2 ms (60.5 ms); human validity effects are tens of ms
+    # measured: 70.2 ms vs 114.7 ms (44.5 ms); human validity effects are tens of ms
     assert invalid - valid >= 4 * BIN_MS
     assert invalid - valid <= 10 * BIN_MS
     # cue benefit and cost relative to the uncued (gain 0) observer, 87.4 ms
