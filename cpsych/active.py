@@ -17,6 +17,14 @@ action to zero.
 ``dy~/da`` is the reflex arc: the direct effect ``g_a`` on the zeroth order plus the effect on
 every higher order through the process states, ``g_x f_x^(i-1) f_a``.
 
+Action's own generalised motion (``action_motion="history"``, the default, as spm_ALAP and
+spm_ADEM do): the world sees ``a~ = [a, a', a'', ...]``, the Taylor embedding of the recent
+history of action (the values held at the last ``n // 2`` bins and now, future samples
+clamped to now, SPM's ``spm_DEM_embed(A, n, t)`` of the action series so far); its higher
+orders enter the world's generalised states and sensations, ``x^(k+1) = f_x x^(k) + f_v v^(k)
++ f_a a^(k) + w^(k)``, ``y^(k) = g_x x^(k) + g_v v^(k) + g_a a^(k) + z^(k)``, as inputs held
+within the bin (the reflex arc is the same). ``action_motion="zero"`` takes them as zero.
+
 Process states, the agent's expectations and action are integrated jointly, one
 local-linearisation step per time bin, with the exogenous inputs (the process's causes and
 noise, the agent's priors) folded in exactly through their generalised motion
@@ -37,14 +45,19 @@ import xarray as xr
 from . import validation
 from .filtering import FilterOutput, filter_output, recognition_flow, shift_operator
 from .filtering import init as filter_init
-from .gencoords import embed_series, generalised_map, smooth_noise, temporal_precision
+from .gencoords import embed_series, embedding_operator, smooth_noise, temporal_precision
 from .hdm import HDM, _as_vector, check_finite
 from .integrator import Flow, integrate
 from .inversion import filter_dataset
 from .results import check_finite_result
 
 __all__ = ["Process", "ActiveOutput", "active_flow", "simulate", "simulate_core", "run",
-           "draw_noise", "check_inputs"]
+           "draw_noise", "check_inputs", "ACTION_MOTIONS", "action_history_operator",
+           "action_memory"]
+
+#: Choices of ``action_motion``: action's generalised motion from its recent history (SPM) or
+#: zero within a bin.
+ACTION_MOTIONS = ("history", "zero")
 
 ProcessFn = Callable[[jax.Array, jax.Array, jax.Array, Any], jax.Array]
 
@@ -166,51 +179,96 @@ class ActiveOutput(NamedTuple):
     F = property(lambda self: self.belief.F)
 
 
-def _sensations(process: Process, n: int, xg: jax.Array, a: jax.Array, e: jax.Array):
+def action_history_operator(n: int, dt: float = 1.0) -> np.ndarray:
+    """Weights giving generalised action from its recent history, bin by bin.
+
+    Returns ``W`` of shape ``(n + 1, n, n // 2 + 1)``: at 0-based bin ``t`` (``W[min(t, n)]``)
+    ``a~ = W[t] @ [a_(t - K), ..., a_(t - 1), a_t]`` (``K = n // 2``) is
+    ``embed(A, n, t, dt)`` of the action series ``A = [a_0, ..., a_t]`` so far: the Taylor
+    embedding of :func:`cpsych.gencoords.embed`, the samples after ``t`` clamped to ``a_t``
+    and those before 0 to ``a_0`` (spm_ALAP's ``spm_DEM_embed`` of its action history). Row 0
+    of every ``W[t]`` picks ``a_t``.
+    """
+    K = n // 2
+    out = np.zeros((n + 1, n, K + 1))
+    for t in range(n + 1):
+        idx, E = embedding_operator(n, float(t), dt)
+        slots = np.clip(idx, 0, t) - (t - K)  # position in [a_(t-K), ..., a_t]
+        for i, slot in enumerate(slots):
+            out[t, :, slot] += E[:, i]
+    return out
+
+
+def action_memory(process: Process, model: HDM, action_motion: str = "history"):
+    """The integrator memory of :func:`active_flow` at the first bin: ``(bin, history)``
+    with the last ``n // 2`` actions (all the initial action, 0); ``None`` for
+    ``action_motion="zero"``."""
+    if action_motion == "zero":
+        return None
+    return (jnp.zeros((), jnp.int32), jnp.zeros((model.n // 2, process.n_a)))
+
+
+def _sensations(process: Process, n: int, xg: jax.Array, a: jax.Array, e: jax.Array,
+                a_hi: jax.Array | None = None):
     """Generalised sensations ``y~ (n, n_y)`` and the process flow at order 0.
 
     ``e`` is the generalised exogenous input ``(n, n_vG + n_y + n_xG)``: causes, sensory noise,
-    state noise. Higher orders of the states follow the chain rule under local linearity,
-    ``x^(k+1) = f_x x^(k) + f_v v^(k) + w^(k)``, with action's own motion taken as zero; the
-    sensations are then :func:`~cpsych.gencoords.generalised_map` of ``g``.
+    state noise; ``a_hi`` ``(n - 1, n_a)`` the higher orders of action (``None``: zero).
+    Higher orders of the states follow the chain rule under local linearity,
+    ``x^(k+1) = f_x x^(k) + f_v v^(k) + f_a a^(k) + w^(k)``, and the sensations are
+    ``y^(k) = g_x x^(k) + g_v v^(k) + g_a a^(k) + z^(k)`` about the zeroth order.
     """
     nv, ny = process.n_v, process.n_y
     v, z, w = e[:, :nv], e[:, nv:nv + ny], e[:, nv + ny:]
     th = process.theta
-    f0, f_lin = jax.linearize(lambda x_, v_: jnp.asarray(process.f(x_, v_, a, th), xg.dtype),
-                              xg, v[0])
+    da = jnp.zeros((n, a.shape[0]), xg.dtype)
+    if a_hi is not None:
+        da = da.at[1:].set(a_hi)
+    f0, f_lin = jax.linearize(
+        lambda x_, v_, a_: jnp.asarray(process.f(x_, v_, a_, th), xg.dtype), xg, v[0], a)
     xs = [xg, f0 + w[0]]
     for k in range(1, n - 1):
-        xs.append(f_lin(xs[k], v[k]) + w[k])
-    Y = generalised_map(lambda x_, v_: process.g(x_, v_, a, th), jnp.stack(xs[:n]), v,
-                        (xg, v[0])) + z
+        xs.append(f_lin(xs[k], v[k], da[k]) + w[k])
+    X = jnp.stack(xs[:n])
+    g0, g_lin = jax.linearize(
+        lambda x_, v_, a_: jnp.asarray(process.g(x_, v_, a_, th), xg.dtype), xg, v[0], a)
+    Y = jax.vmap(g_lin)(X.at[0].set(0.0), v.at[0].set(0.0), da).at[0].add(g0) + z
     return Y, f0 + w[0]
 
 
 def active_flow(process: Process, model: HDM, action_mask: jax.Array,
-                kappa_a: float | jax.Array, log_pi_a: float | jax.Array):
+                kappa_a: float | jax.Array, log_pi_a: float | jax.Array,
+                action_motion: str = "history"):
     """The joint flow of the world's states, the agent's expectations and action.
 
     Returns a flow for :func:`cpsych.integrator.integrate` on ``z = [x_G, u, a]`` with inputs
     ``(e~, eta~)``: the world's exogenous inputs ``(n, n_vG + n_y + n_xG)`` and the agent's
     prior ``(d, n_top)``. The agent's part is the recognition flow of
-    :func:`cpsych.filtering.recognition_flow` on the world's generalised sensations.
+    :func:`cpsych.filtering.recognition_flow` on the world's generalised sensations. With
+    ``action_motion="history"`` the flow keeps a memory (:func:`action_memory`): it is called
+    as ``flow(z, w~, memory)`` and returns the next memory third.
     """
     n = model.n
     n_y, nxg, na = process.n_y, process.n_x, process.n_a
     R = temporal_precision(n, model.s)
     nu = shift_operator(model).shape[0]
     prior_a = jnp.exp(log_pi_a)
+    history = jnp.asarray(action_history_operator(n, model.dt))
 
-    def flow(zz, w):
+    def flow(zz, w, memory=None):
         e, eta = w
         xg, u, a = zz[:nxg], zz[nxg:nxg + nu], zz[nxg + nu:]
         ne = e.shape[1]
-        Y, qx = _sensations(process, n, xg, a, e)
+        a_hi = None
+        if memory is not None:
+            t, past = memory
+            a_hi = (history[jnp.minimum(t, n)] @ jnp.concatenate([past, a[None]]))[1:]
+            memory = (t + 1, jnp.concatenate([past, a[None]])[1:])
+        Y, qx = _sensations(process, n, xg, a, e, a_hi)
         rec, c = recognition_flow(model, u, (Y, eta))
 
         def sens(xg_, a_, e_):
-            return _sensations(process, n, xg_, a_, e_)
+            return _sensations(process, n, xg_, a_, e_, a_hi)
 
         (dY_dx, dY_da, dY_de), (fx, fa, fe) = jax.jacfwd(sens, argnums=(0, 1, 2))(xg, a, e)
         dY_dx, dY_da = dY_dx.reshape(n * n_y, nxg), dY_da.reshape(n * n_y, na)
@@ -240,14 +298,17 @@ def active_flow(process: Process, model: HDM, action_mask: jax.Array,
         ])
         out = ActiveOutput(x_process=xg, v_process=e[0, :process.n_v], y=Y[0], a=a,
                            belief=filter_output(model, u, c))
-        return Flow(jnp.concatenate([qx, rec.q, qa]), A, B), out
+        terms = Flow(jnp.concatenate([qx, rec.q, qa]), A, B)
+        return (terms, out) if memory is None else (terms, out, memory)
 
+    if action_motion == "zero":
+        return lambda zz, w: flow(zz, w)
     return flow
 
 
 def simulate_core(process: Process, model: HDM, e_gen: jax.Array, eta_gen: jax.Array,
                   action_mask: jax.Array, kappa_a: float | jax.Array,
-                  log_pi_a: float | jax.Array) -> ActiveOutput:
+                  log_pi_a: float | jax.Array, action_motion: str = "history") -> ActiveOutput:
     """Jointly integrate world, recognition and action from embedded inputs (pure JAX).
 
     Parameters
@@ -255,17 +316,21 @@ def simulate_core(process: Process, model: HDM, e_gen: jax.Array, eta_gen: jax.A
     e_gen : (T, n, n_vG + n_y + n_xG) generalised exogenous inputs of the process.
     eta_gen : (T, d, n_top) generalised prior expectations of the agent's top causes.
     action_mask : (n_y,) non-negative action precisions of the sensory channels.
+    action_motion : ``"history"`` or ``"zero"`` (static; see the module docstring).
     """
-    flow = active_flow(process, model, jnp.asarray(action_mask, float), kappa_a, log_pi_a)
+    validation.check_choice(action_motion, "action_motion", ACTION_MOTIONS)
+    flow = active_flow(process, model, jnp.asarray(action_mask, float), kappa_a, log_pi_a,
+                       action_motion)
     z0 = jnp.concatenate([jnp.asarray(process.x0, float), filter_init(model),
                           jnp.zeros(process.n_a)])
-    return integrate(flow, z0, (e_gen, eta_gen), model.dt)
+    return integrate(flow, z0, (e_gen, eta_gen), model.dt,
+                     action_memory(process, model, action_motion))
 
 
 def run(process: Process, model: HDM, causes: jax.Array | None, priors: jax.Array, *,
         z: jax.Array | None = None, w: jax.Array | None = None,
         action_mask: jax.Array | None = None, kappa_a: float | jax.Array = 1.0,
-        log_pi_a: float | jax.Array = -2.0) -> ActiveOutput:
+        log_pi_a: float | jax.Array = -2.0, action_motion: str = "history") -> ActiveOutput:
     """Active inference on plain arrays: the traceable entry point (jit, vmap and grad work).
 
     Embeds the inputs itself and runs :func:`simulate_core`; no validation and no labels
@@ -281,6 +346,8 @@ def run(process: Process, model: HDM, causes: jax.Array | None, priors: jax.Arra
         zero: a deterministic world); :func:`draw_noise` draws them.
     action_mask : ``(n_y,)`` action precision of each sensory channel (default ones).
     kappa_a, log_pi_a : rate of action and log-precision of its prior.
+    action_motion : ``"history"`` (default; SPM: action's generalised motion from its recent
+        history) or ``"zero"`` (action's motion within a bin taken as zero). Static.
 
     Returns
     -------
@@ -294,7 +361,7 @@ def run(process: Process, model: HDM, causes: jax.Array | None, priors: jax.Arra
     e_gen = embed_series(jnp.concatenate([causes, z, w], axis=0), model.n, model.dt)
     eta_gen = embed_series(priors, model.d, model.dt)
     mask = jnp.ones(process.n_y) if action_mask is None else action_mask
-    return simulate_core(process, model, e_gen, eta_gen, mask, kappa_a, log_pi_a)
+    return simulate_core(process, model, e_gen, eta_gen, mask, kappa_a, log_pi_a, action_motion)
 
 
 def draw_noise(process: Process, key: jax.Array, T: int, s: float
@@ -349,7 +416,8 @@ def check_inputs(process: Process, model: HDM, causes: Any, priors: Any,
 def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
              key: jax.Array | None = None, action_mask: Any = None, kappa_a: float = 1.0,
              log_pi_a: float = -2.0, noise: bool = True, time: Any = None,
-             time_units: str = "bin", on_divergence: str = "raise") -> xr.Dataset:
+             time_units: str = "bin", on_divergence: str = "raise",
+             action_motion: str = "history") -> xr.Dataset:
     """Simulate an agent acting on a process (active inference, SPEC 4).
 
     Parameters
@@ -378,6 +446,9 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
     on_divergence : {"raise", "flag"}
         Non-finite values raise ``FloatingPointError`` (naming variable and time) or set
         ``attrs["diverged"] = 1``.
+    action_motion : {"history", "zero"}
+        Action's generalised motion: the Taylor embedding of its recent history, as spm_ALAP
+        (default), or zero within a bin.
 
     Returns
     -------
@@ -393,6 +464,7 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
         log_pi_a, "log_pi_a", fix="a finite log-precision of the prior on action, e.g. -2")
     validation.check_bool(noise, "noise")
     validation.check_choice(on_divergence, "on_divergence", ("raise", "flag"))
+    validation.check_choice(action_motion, "action_motion", ACTION_MOTIONS)
     key = validation.as_key(key)
     process, model, causes, priors, mask = check_inputs(process, model, causes, priors,
                                                         action_mask)
@@ -400,11 +472,11 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
     T = priors.shape[1]
     z, w = draw_noise(process, key, T, float(np.asarray(model.s))) if noise else (None, None)
     out = run_jit(process, model, causes, priors, z=z, w=w, action_mask=jnp.asarray(mask),
-                  kappa_a=kappa_a, log_pi_a=log_pi_a)
+                  kappa_a=kappa_a, log_pi_a=log_pi_a, action_motion=action_motion)
     return active_dataset(process, model, out, time, time_units, on_divergence)
 
 
-run_jit = jax.jit(run)
+run_jit = jax.jit(run, static_argnames=("action_motion",))
 
 
 def active_dataset(process: Process, model: HDM, out: ActiveOutput, time=None,

@@ -17,6 +17,11 @@ joint linear system of ``(z, w~)`` is solved exactly (Ozaki's local linearisatio
 (:func:`cpsych.linearisation.phi_step`), ``p`` the largest embedding order of the inputs.
 :func:`init`/:func:`step` are the pair; :func:`integrate` runs them over ``lax.scan``.
 
+A flow may also keep a *memory*: values it reads at each bin but that are not integrated (the
+recent history of action, whose Taylor embedding gives action's generalised motion, as
+spm_ALAP does). Given ``memory``, the loop calls ``flow(z, w~, memory)``, which returns the
+memory of the next bin as a third value; the loop carries it beside ``z``.
+
 Inputs are a pytree of generalised arrays, each of shape ``(orders, ...)``, order-major, so
 that ``D**k`` is a shift of the leading axis by ``k`` (:func:`shift_inputs`).
 """
@@ -44,9 +49,11 @@ class Flow(NamedTuple):
 
 
 class IntegratorState(NamedTuple):
-    """What the loop carries: the integrated state ``z`` (any flat vector)."""
+    """What the loop carries: the integrated state ``z`` (any flat vector) and the flow's
+    memory (a pytree, ``None`` for a flow without one)."""
 
     z: jax.Array
+    memory: Any = None
 
 
 FlowFn = Callable[[jax.Array, Any], tuple[Flow, Any]]
@@ -79,35 +86,42 @@ def input_motion(B: jax.Array, w: Any) -> jax.Array:
     return W @ B.T
 
 
-def init(z0: jax.Array) -> IntegratorState:
-    """The loop's state at the first bin."""
-    return IntegratorState(jnp.asarray(z0))
+def init(z0: jax.Array, memory: Any = None) -> IntegratorState:
+    """The loop's state at the first bin (``memory``: the flow's, if it keeps one)."""
+    return IntegratorState(jnp.asarray(z0), memory)
 
 
 def step(flow: FlowFn, state: IntegratorState, w: Any, dt: float
          ) -> tuple[IntegratorState, Any]:
     """One bin: report what the flow reports at the held ``z``, then move ``z`` exactly under
-    the local linearisation of the joint (state, input) system."""
-    terms, out = flow(state.z, w)
+    the local linearisation of the joint (state, input) system (and pass the flow's memory
+    on)."""
+    memory = state.memory
+    if memory is None:
+        terms, out = flow(state.z, w)
+    else:
+        terms, out, memory = flow(state.z, w, memory)
     if state.z.shape[0] == 0:
-        return state, out
+        return IntegratorState(state.z, memory), out
     bs = jnp.concatenate([terms.q[None, :], input_motion(terms.B, w)], axis=0)
-    return IntegratorState(state.z + phi_step(terms.A, bs, dt)), out
+    return IntegratorState(state.z + phi_step(terms.A, bs, dt), memory), out
 
 
-def integrate(flow: FlowFn, z0: jax.Array, inputs: Any, dt: float) -> Any:
+def integrate(flow: FlowFn, z0: jax.Array, inputs: Any, dt: float, memory: Any = None) -> Any:
     """Run :func:`step` over the leading (time) axis of ``inputs``; outputs stacked over time.
 
     Parameters
     ----------
-    flow : callable ``(z, w~) -> (Flow, out)``
-        The flow at one bin and what to report there.
+    flow : callable ``(z, w~) -> (Flow, out)``, or ``(z, w~, memory) -> (Flow, out, memory)``
+        The flow at one bin and what to report there (and the memory for the next bin).
     z0 : (m,) initial state.
     inputs : pytree of arrays ``(T, orders, ...)``: the generalised inputs of every bin.
     dt : bin duration.
+    memory : pytree, optional
+        The flow's memory at the first bin; ``None`` for a flow without one.
     """
     def body(state, w):
         return step(flow, state, w, dt)
 
-    _, out = jax.lax.scan(body, init(z0), inputs)
+    _, out = jax.lax.scan(body, init(z0, memory), inputs)
     return out

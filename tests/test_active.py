@@ -168,3 +168,56 @@ def test_diverging_world_is_reported():
         cpsych.simulate(boom, model, None, priors, noise=False)
     ds = cpsych.simulate(boom, model, None, priors, noise=False, on_divergence="flag")
     assert ds.attrs["diverged"] == 1
+
+
+# ------------------------------------------- action's generalised motion (spm_ALAP's history)
+@pytest.mark.parametrize("n", [1, 2, 4, 5, 8])
+@pytest.mark.parametrize("dt", [1.0, 0.5])
+def test_action_history_operator_is_the_embedding_of_the_action_so_far(n, dt):
+    from cpsych.active import action_history_operator
+
+    rng = np.random.default_rng(n)
+    A = rng.normal(size=(2, 12))
+    W, K = action_history_operator(n, dt), n // 2
+    for t in range(1, 12):
+        past = A[:, np.clip(np.arange(t - K, t + 1), 0, None)]  # before 0: the first action
+        expected = np.asarray(cpsych.embed(A[:, :t + 1], n, t, dt))  # SPM: future = now
+        np.testing.assert_allclose(W[min(t, n)] @ past.T, expected, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(W[0] @ np.ones(K + 1), np.eye(n)[0], atol=1e-9)  # no motion
+
+
+def test_generalised_action_enters_the_worlds_motion_by_the_chain_rule():
+    from cpsych.active import _sensations
+
+    proc = cpsych.Process(f=lambda x, v, a, th: -x / 2 + 3 * a,
+                          g=lambda x, v, a, th: jnp.stack([x[0], a[0] ** 2]), n_x=1, n_v=0,
+                          n_a=1).validate()
+    x, a = jnp.array([0.7]), jnp.array([0.4])
+    a_hi = jnp.array([[0.3], [-0.2], [0.1]])  # a', a'', a'''
+    Y, _ = _sensations(proc, 4, x, a, jnp.zeros((4, 3)), a_hi)
+    x1 = -0.7 / 2 + 3 * 0.4
+    x2 = -x1 / 2 + 3 * 0.3
+    x3 = -x2 / 2 + 3 * -0.2
+    np.testing.assert_allclose(Y[:, 0], [0.7, x1, x2, x3], rtol=1e-14)
+    np.testing.assert_allclose(Y[:, 1], [0.16, 0.8 * 0.3, 0.8 * -0.2, 0.8 * 0.1], rtol=1e-14)
+    Y0, _ = _sensations(proc, 4, x, a, jnp.zeros((4, 3)))  # action's motion zero
+    np.testing.assert_allclose(Y0[:, 1], [0.16, 0, 0, 0], atol=1e-15)
+
+
+def test_action_motion_option():
+    from cpsych.models import force_matching as fm
+
+    proc, mdl = fm.process(), fm.model()
+    pri = fm.priors(0.5)
+    mask = jnp.array([1.0, 0.0])
+    ext = jnp.zeros((1, fm.N_BINS))
+    peak = {m: float(jnp.max(cpsych.active.run(proc, mdl, ext, pri, action_mask=mask,
+                                               action_motion=m).x_process))
+            for m in ("history", "zero")}
+    default = float(jnp.max(cpsych.active.run(proc, mdl, ext, pri, action_mask=mask).x_process))
+    assert default == peak["history"]
+    # measured 0.6267 N (history, SPM) and 0.6076 N (zero) at the 0.5 N target
+    assert peak["history"] - peak["zero"] > 0.01
+    proc2, model2, priors2 = reaching(T=10)
+    with pytest.raises(ValueError, match="action_motion: expected one of 'history', 'zero'"):
+        cpsych.simulate(proc2, model2, None, priors2, action_motion="spm")
