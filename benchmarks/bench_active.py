@@ -8,7 +8,7 @@ Two agents:
 * **Posner**: the Posner cueing trial (:mod:`models.posner`, SPEC 5.3) shortened to 32 bins
   (state-dependent precision, three channels, action gated off).
 
-For each: compile time of :func:`cpsych.active.simulate_core` under ``jax.jit`` (trace, lower and
+For each: compile time of :func:`cpsych.active.run` under ``jax.jit`` (trace, lower and
 XLA compile), then the median wall time of a trial with the compiled function (inputs
 prepared beforehand, result waited for).
 
@@ -85,10 +85,10 @@ def posner_inputs():
 
 def bench(name: str, inputs, repeats: int) -> dict:
     process, model, causes, priors, mask = inputs
-    e_gen = active.exogenous(process, model, causes, jax.random.key(0), False)
-    eta_gen = cpsych.embed_series(jnp.asarray(priors), model.d, model.dt)
-    args = (process, model, e_gen, eta_gen, jnp.asarray(mask), 1.0, -2.0)
-    jitted = jax.jit(active.simulate_core)
+    args = (process, model, None if causes is None else jnp.asarray(causes),
+            jnp.asarray(priors))
+    kwargs = {"action_mask": jnp.asarray(mask, float)}
+    jitted = jax.jit(lambda p, m, c, e: active.run(p, m, c, e, **kwargs))
     t0 = time.perf_counter()
     lowered = jitted.lower(*args)
     t1 = time.perf_counter()
