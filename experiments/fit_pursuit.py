@@ -1,59 +1,45 @@
-"""Fit the smooth-pursuit model to human eye traces (SPM's SPEM data, four conditions).
+"""Fit the smooth-pursuit paradigm ``pursuit-spem`` to human eye traces (SPM's SPEM data).
 
-Data: the grand-average eye traces of Adams et al. (2015) (experiments/data/spem_fit/, every
-10th ms of shared/data/spem/): one cycle of a target moving as 600 px * cos(2 pi t / P),
-P about 4.2 s (fast) or 5.1 s (slow), smooth or noisy, hidden behind an occluder while its
-normalised position is between -0.8 and 0 (SPEC 7). Positions are divided by the target's
-amplitude (600 px) and averaged in 32 bins per cycle (the pursuit model's own period, SPEC 5.5);
-the fitted signal is the smooth eye velocity (saccades removed, in target amplitudes per bin):
-the model's eye has no saccades, and the gains are properties of velocity.
+Data: the grand-average eye traces of Adams et al. (2015), four conditions (fast / slow x
+smooth / noisy target), binned in 32 bins per target cycle into the paradigm's tidy format
+(experiments/data/spem_fit/spem_binned.csv, made from the four raw files beside it by
+:func:`cpsych.models.spem.write_binned`). The fitted signal is the smooth eye velocity
+(saccades removed; target amplitudes per 1/32 cycle): the model's eye has no saccades, and the
+gains are properties of velocity.
 
-Model: the agent of models/pursuit.py (SPEC 5.5: eye plant, target, 17 retinal units; a
-three-level generative model whose level-2 oscillator carries the eye through occlusion), with
-the experiment's geometry: the target rests at +1 for 16 bins of fixation, then follows the
-cycle (cause cos(w t) - w sin(w t) so that the target itself is cos(w t)); the occluder is
-the band -0.8 < x_t < 0, a hard step in the world and in the agent's model (SPM's choice). A
-logistic gate in the agent's model (slopes 8 to 32 per target amplitude) makes the agent lose
-the target for good: the gate's derivative lets it explain the blank retina by believing the
-target inside the band, or off the retina, from which the retinal errors have no gradient to
-bring it back (the eye drifts off, 30 amplitudes in a cycle). With the hard step, the gate
-pattern is piecewise constant in the precisions, and the gradient is exact almost everywhere
-(the loss jumps where a believed crossing of the band's edge moves by a bin).
+Model: the paradigm ``pursuit-spem`` (:mod:`cpsych.models.spem`: the pursuit agent of SPEC 5.5
+in the experiment's geometry, with the kinetics of SPM's DCM of these data). Each data row
+(condition, time) is predicted by the paradigm's ``eye_velocity`` read-out at that condition
+and time, simulated directly (no emulator).
 
-Kinetics of the agent's model (as in SPM's DCM of these data, Adams et al. 2015): the believed
-eye accelerates toward the believed cause ``v`` and toward the believed target angle ``x_t``,
-with gains that change while the believed target is hidden (``h = 1`` inside the band), and
-the believed target is drawn to the cause::
+Fitted (:data:`SPEC`): the log-precision of the retinal channels (the sensory precision of the
+target) and of the level-2 state fluctuations (the precision of the prior beliefs about the
+target's motion), each with an intercept and additive effects of target noise and of target
+speed (priors N(4, 1) and N(0, 1/2) as in SPM's DCM); the log cause gain ``k_c`` and its
+hidden-target change ``k_h``, each also with noise and speed effects (intercepts N(0, 1),
+effects N(0, 1/2)); the target gain ``k_t``, its hidden change ``k_th``, the log damping
+``k_d`` and the log target rate ``k_r`` (N(0, 1), shared by the conditions); and the SD of the
+eye-velocity residuals (log, N(log 0.02, 1)): 17 parameters. Every other parameter of the
+paradigm stays at its default.
 
-    do2/dt = [exp(k_c + h k_h) (v - o1) + k_t exp(h k_th) (x_t - o1)] / 4 - exp(k_d) o2 / 2
-    dx_t/dt = exp(k_r) (v - x_t)
+Inference (:func:`fit`): multi-start MAP, optax L-BFGS from ``--starts K`` starting points
+drawn from the prior (seeded), reverse-mode gradients through the four simulations; the best
+start is kept and every start's final loss is reported (the loss is piecewise smooth: the
+occluder is a hard step in the agent's model, so L-BFGS stops in different local optima).
+Then a Laplace approximation at the best start (Hessian by forward-over-reverse; eigenvalues
+floored at the smallest prior precision, 1, and the number floored recorded). Residuals of a
+grand-average trace are autocorrelated, so the Laplace intervals, which treat 32 bins per
+condition as independent, are optimistic. The generic fit of :mod:`cpsych.fit` is meant to
+replace :func:`fit`.
 
-All six zero gives SPEC 5.5's model (``do2/dt = (v - o1)/4 - o2/2``, ``dx_t/dt = v - x_t``).
-The world's eye plant is unchanged; the kinetics shape the eye through the proprioceptive
-predictions that action fulfils. With SPEC 5.5's kinetics no setting of the precisions gives
-an occluded gain below ~0.9 (humans 0.34-0.39); the hidden-target gain change ``k_h`` and the
-damping ``k_d`` reach it (e.g. ``k_c = 0.5, k_h = -1, k_d = 1.5``: occluded gain ~0.33).
-
-Fitted: the log-precision of the retinal channels (the sensory precision of the target) and of
-the level-2 state fluctuations (the precision of the prior beliefs about the target's motion),
-each with an intercept and additive effects of target noise and of target speed (priors N(4, 1)
-and N(0, 1/2) as in SPM's DCM); the log cause gain ``k_c`` and its hidden-target change ``k_h``,
-each also with noise and speed effects (intercepts N(0, 1), effects N(0, 1/2)); the target gain
-``k_t`` (linear), its hidden change ``k_th``, the log damping ``k_d`` and the log target rate
-``k_r`` (N(0, 1), shared by the conditions); and the SD of the eye-velocity residuals:
-17 parameters.
-
-Inference: MAP by optax L-BFGS (started at ``START``: the prior mean with kinetics that give
-the occlusion dip, because from the prior mean it stops in a worse local optimum) with
-reverse-mode gradients through all four simulations, then
-a Laplace approximation (Hessian at the MAP by forward-over-reverse differentiation; its
-eigenvalues are floored at the smallest prior precision, 1, and the number floored recorded).
-Residuals of a grand-average trace are autocorrelated, so the Laplace intervals, which treat
-32 bins per condition as independent, are optimistic.
+Smooth vs noisy (:func:`noisy_profile`): at the MAP, each parameter of the paradigm is moved by
+``delta`` in the noisy conditions only, and the model's visible gain (smooth minus noisy, per
+speed) and the change of the negative log posterior are recorded: which parameter could
+produce the data's 0.17-0.21 lower visible gain with a noisy target, and at what cost.
 
 Writes <out>/fit_pursuit.nc (data, fitted traces, posterior predictive bands, parameters with
-90 % intervals, gains of data and fit) and <out>/fit_pursuit_traces, <out>/fit_pursuit_effects
-(PDF and PNG).
+90 % intervals, gains of data and fit, the per-start losses and the noisy profile) and
+<out>/fit_pursuit_traces, <out>/fit_pursuit_effects, <out>/fit_pursuit_noisy (PDF and PNG).
 """
 
 from __future__ import annotations
@@ -63,211 +49,92 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # SPEC 8
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from cpsych.experiments import module_main  # noqa: E402
+from cpsych.experiments import add_out_argument, module_main  # noqa: E402
 
-__all__ = ["CONDITIONS", "PARAMS", "KINETIC", "START", "prepare_data", "simulate_condition",
-           "condition_parameters", "fit", "gains", "add_arguments", "run", "main"]
+__all__ = ["CONDITIONS", "PARAMS", "KINETIC", "SPEC", "FitSpec", "PRIOR_MEAN", "PRIOR_SD",
+           "prepare_data", "make_loss", "multistart_map", "fit", "gains", "noisy_profile",
+           "results_dataset", "add_arguments", "run", "main"]
 
 DATA = Path(__file__).parent / "data" / "spem_fit"
+BINNED = DATA / "spem_binned.csv"
 DEFAULT_OUT = "results/fit_pursuit"
-CONDITIONS = ("fast_smooth", "fast_noisy", "slow_smooth", "slow_noisy")
-BINS = 32  # bins per target cycle (the model's period, SPEC 5.5)
-FIX = 16  # fixation bins before the target moves
-OCC_LO, OCC_HI = -0.8, 0.0  # occluded band of normalised target position
-GATE_SLOPE: float | None = None  # hard step in the agent (see the module docstring)
-AMPLITUDE_PX = 600.0
-VEL_UNITS_PER_PX_MS = 21.6  # recorded velocity units per px/ms (data README)
-PARAMS = ("retina", "retina_noisy", "retina_fast", "state2", "state2_noisy", "state2_fast",
-          "cause_gain", "cause_gain_noisy", "cause_gain_fast",
-          "hidden_gain", "hidden_gain_noisy", "hidden_gain_fast",
-          "target_gain", "hidden_target_gain", "damping", "target_rate", "log_sigma")
-_H = np.sqrt(0.5)
-PRIOR_MEAN = np.array([4.0, 0.0, 0.0, 4.0, 0.0, 0.0,  # log-precisions
-                       0.0, 0.0, 0.0, 0.0, 0.0, 0.0,  # cause gains (log), visible / hidden
-                       0.0, 0.0, 0.0, 0.0,  # target gain, its hidden change, damping, rate
-                       np.log(0.02)])
-PRIOR_SD = np.array([1.0, _H, _H, 1.0, _H, _H,
-                     1.0, _H, _H, 1.0, _H, _H,
-                     1.0, 1.0, 1.0, 1.0,
-                     1.0])
-# L-BFGS start: the prior mean, except kinetics that give the human occlusion dip (occluded gain
-# ~0.33): from the prior mean (SPEC 5.5's kinetics, occluded gain ~1.15) L-BFGS falls into a
-# worse local optimum, a sluggish tracker (-log posterior -370 against -401 from here)
-START = PRIOR_MEAN.copy()
-START[[6, 9, 14]] = [0.5, -1.0, 1.5]  # cause_gain, hidden_gain, damping
-KINETIC = ("cause_gain", "hidden_gain", "target_gain", "hidden_target_gain", "damping",
-           "target_rate")  # the agent's level-1 kinetic parameters (keys of its theta)
+PARADIGM_NAME = "pursuit-spem"
+CONDITIONS = ("fast_smooth", "fast_noisy", "slow_smooth", "slow_noisy")  # = spem.CONDITIONS
+BINS = 32
+KINETIC = ("k_c", "k_h", "k_t", "k_th", "k_d", "k_r")  # = spem.KINETIC
+EFFECTS = ("noisy", "fast")
+EFFECT_SD = float(np.sqrt(0.5))
+SIGMA_PRIOR = (float(np.log(0.02)), 1.0)  # log SD of the residuals (target amplitudes / bin)
 
 
-# ----------------------------------------------------------------------------- data
-def _period(t: np.ndarray, target: np.ndarray) -> float:
-    """Period (ms) of ``A cos(2 pi t / P)`` best fitting the target (grid search)."""
-    ps = np.arange(3000.0, 7000.0, 1.0)
-    c = np.cos(2 * np.pi * t[None, :] / ps[:, None])
-    amp = (c @ target) / np.sum(c * c, axis=1)
-    sse = np.sum((target[None, :] - amp[:, None] * c) ** 2, axis=1)
-    return float(ps[np.argmin(sse)])
+@dataclasses.dataclass(frozen=True)
+class FitSpec:
+    """Which paradigm parameters are fitted, and which of them have condition effects.
 
-
-def prepare_data(directory: Path = DATA) -> xr.Dataset:
-    """Eye and target positions (normalised) in 32 bins per cycle, per condition.
-
-    The target of the noisy conditions is not stored (``eye + lag`` departs from the target
-    by up to 140 px even in the smooth conditions), so the smooth condition's target of the
-    same speed stands for its mean trajectory; the noise is the agent's business (its
-    sensory precision).
+    The parameter vector is, per free parameter, its intercept (prior: the paradigm's) and,
+    for those in ``effects``, its additive ``noisy`` and ``fast`` effects (N(0, 1/2)); then
+    ``log_sigma``, the log SD of the residuals.
     """
-    from cpsych.models.pursuit import load_eye_tracking
 
-    raw = {c: load_eye_tracking(directory / f"{c}_10ms.csv", condition=c) for c in CONDITIONS}
-    eye = np.full((len(CONDITIONS), BINS), np.nan)
-    tgt = np.full_like(eye, np.nan)
-    vel = np.full_like(eye, np.nan)
-    tvel = np.full_like(eye, np.nan)
-    centre = np.full_like(eye, np.nan)
-    periods = {}
-    for speed in ("fast", "slow"):
-        sm = raw[f"{speed}_smooth"]
-        periods[speed] = _period(sm["time"].values, sm["target_position_px"].values)
-    for i, c in enumerate(CONDITIONS):
-        ds = raw[c]
-        speed = c.split("_")[0]
-        P = periods[speed]
-        t = ds["time"].values
-        sm = raw[f"{speed}_smooth"]
-        target = np.interp(t, sm["time"].values, sm["target_position_px"].values)
-        # velocities in target amplitudes per bin (the recorded units are ~21.6 per px/ms)
-        per_bin = (P / BINS) / (VEL_UNITS_PER_PX_MS * AMPLITUDE_PX)
-        v_eye = ds["eye_velocity_desaccaded"].values * per_bin
-        v_tgt = np.gradient(target, t) * VEL_UNITS_PER_PX_MS * per_bin
-        edges = np.arange(BINS + 1) * P / BINS
-        for b in range(BINS):
-            sel = (t >= edges[b]) & (t < edges[b + 1])
-            if sel.sum() >= 0.5 * (P / BINS) / 10.0:  # at least half the bin's samples
-                eye[i, b] = ds["eye_position_px"].values[sel].mean() / AMPLITUDE_PX
-                tgt[i, b] = target[sel].mean() / AMPLITUDE_PX
-                vel[i, b] = np.nanmean(v_eye[sel])
-                tvel[i, b] = v_tgt[sel].mean()
-                centre[i, b] = (edges[b] + edges[b + 1]) / 2
-    occluded = (tgt > OCC_LO) & (tgt < OCC_HI)
-    return xr.Dataset(
-        {"eye": (("condition", "bin"), eye, {"units": "target amplitude (600 px)",
-                                             "long_name": "eye position"}),
-         "target": (("condition", "bin"), tgt, {"units": "target amplitude (600 px)"}),
-         "eye_velocity": (("condition", "bin"), vel, {
-             "units": "target amplitudes per bin", "long_name": "smooth eye velocity "
-                                                            "(saccades removed)"}),
-         "target_velocity": (("condition", "bin"), tvel,
-                             {"units": "target amplitudes per bin"}),
-         "occluded": (("condition", "bin"), occluded),
-         "time_ms": (("condition", "bin"), centre, {"units": "ms"}),
-         "period_ms": ("condition", [periods[c.split("_")[0]] for c in CONDITIONS],
-                       {"units": "ms"})},
-        coords={"condition": list(CONDITIONS), "bin": np.arange(BINS)},
-        attrs={"source": str(directory), "bins_per_cycle": BINS})
+    free: tuple[str, ...] = ("retina", "state2", "k_c", "k_h", "k_t", "k_th", "k_d", "k_r")
+    effects: tuple[str, ...] = ("retina", "state2", "k_c", "k_h")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        out: list[str] = []
+        for p in self.free:
+            out += [p] + ([f"{p}_{e}" for e in EFFECTS] if p in self.effects else [])
+        return (*out, "log_sigma")
+
+    def prior(self) -> tuple[np.ndarray, np.ndarray]:
+        """Prior means and SDs of the parameter vector."""
+        par = _paradigm()
+        mean, sd = [], []
+        for p in self.free:
+            m, s = par.parameter(p).prior
+            mean.append(m)
+            sd.append(s)
+            if p in self.effects:
+                mean += [0.0, 0.0]
+                sd += [EFFECT_SD, EFFECT_SD]
+        return np.array([*mean, SIGMA_PRIOR[0]]), np.array([*sd, SIGMA_PRIOR[1]])
+
+    def condition_values(self, theta):
+        """Every paradigm parameter per condition, ``{name: (4,)}``, from the vector."""
+        import jax.numpy as jnp
+
+        par = _paradigm()
+        X = jnp.asarray(design())  # (condition, [intercept, noisy, fast])
+        values = {p.name: jnp.full(len(CONDITIONS), p.default) for p in par.parameters}
+        i = 0
+        for p in self.free:
+            if p in self.effects:
+                values[p] = X @ theta[i:i + 3]
+                i += 3
+            else:
+                values[p] = jnp.full(len(CONDITIONS), 1.0) * theta[i]
+                i += 1
+        return values
 
 
-# ----------------------------------------------------------------------------- model
-def _occluded(x, slope):
-    import jax
-    import jax.numpy as jnp
+def _paradigm():
+    import cpsych
 
-    if slope is None:
-        return jnp.where((x > OCC_LO) & (x < OCC_HI), 1.0, 0.0)
-    return jax.nn.sigmoid(slope * (x - OCC_LO)) * jax.nn.sigmoid(slope * (OCC_HI - x))
+    return cpsych.paradigm.get(PARADIGM_NAME)
 
 
-def _sensations(o1, o2, x_t, slope):
-    import jax.numpy as jnp
-
-    from cpsych.models.pursuit import OFFSETS
-
-    retina = jnp.exp(-((jnp.asarray(OFFSETS) - x_t + o1) ** 2)) * (1.0 - _occluded(x_t, slope))
-    return jnp.concatenate([jnp.stack([o1, o2]), retina])
-
-
-def _templates(T: int):
-    """Validated process and agent (SPEC 5.5 equations; the experiment's band occluder)."""
-    import jax.numpy as jnp
-
-    import cpsych.active as active
-    from cpsych import HDM, Level, Process
-    from cpsych.models import pursuit as P
-
-    def pf(x, v, a, th):
-        return jnp.stack([x[1], a[0] / 4 - x[1] / 8, v[0] - x[2]])
-
-    def pg(x, v, a, th):
-        return _sensations(x[0], x[1], x[2], None)
-
-    def f1(x, v, th):
-        occ = _occluded(x[2], GATE_SLOPE)  # believed target hidden
-        g_cause = jnp.exp(th["cause_gain"] + occ * th["hidden_gain"])
-        g_target = th["target_gain"] * jnp.exp(occ * th["hidden_target_gain"])
-        acc = (g_cause * (v[0] - x[0]) + g_target * (x[2] - x[0])) / 4 \
-            - jnp.exp(th["damping"]) * x[1] / 2
-        return jnp.stack([x[1], acc, jnp.exp(th["target_rate"]) * (v[0] - x[2])])
-
-    def g1(x, v, th):
-        return _sensations(x[0], x[1], x[2], GATE_SLOPE)
-
-    def f2(x, v, th):
-        return jnp.stack([x[1], -x[0]]) * v[0] / 8
-
-    def g2(x, v, th):
-        return x[:1]
-
-    proc = Process(f=pf, g=pg, n_x=3, n_v=1, n_a=1, log_pi_z=16.0, log_pi_w=16.0,
-                   y_names=P.Y_NAMES)
-    l1 = Level(g=g1, f=f1, n_x=3, n_v=1, log_pi_z=4.0, log_pi_w=4.0,
-               theta={k: np.asarray(0.0) for k in KINETIC})
-    l2 = Level(g=g2, f=f2, n_x=2, n_v=1, log_pi_z=4.0, log_pi_w=4.0)
-    mod = HDM(levels=(l1, l2), eta=8 * P.W, log_pi_eta=4.0, n=5, d=2, s=0.5)
-    proc, mod, _, _, _ = active.check_inputs(proc, mod, np.zeros((1, T)), np.zeros((1, T)),
-                                             np.asarray(P.action_mask()))
-    return proc, mod
-
-
-def cause(T: int = FIX + BINS) -> np.ndarray:
-    """Target cause: rest at +1 for ``FIX`` bins, then ``cos(w t) - w sin(w t)``."""
-    from cpsych.models.pursuit import W
-
-    t = np.arange(T) - FIX + 0.5  # model bin k = FIX + b sits at data bin b's centre
-    c = np.cos(W * t) - W * np.sin(W * t)
-    return np.where(t < 0, 1.0, c)
-
-
-def simulate_condition(retina, state2, kinetic, templates, v):
-    """Eye velocity and target angle (normalised units, per bin) for one condition (pure JAX).
-
-    ``kinetic`` holds the agent's six level-1 kinetic parameters in the order of ``KINETIC``.
-    """
-    import dataclasses
-
-    import jax.numpy as jnp
-
-    import cpsych.active as active
-    from cpsych.models import pursuit as P
-
-    proc, mod = templates
-    l1, l2 = mod.levels
-    n_y = l1.log_pi_z.shape[0]
-    lz1 = jnp.concatenate([jnp.full(2, 4.0), jnp.full(n_y - 2, 1.0) * retina])
-    l1 = dataclasses.replace(l1, log_pi_z=lz1,
-                             theta={k: kinetic[i] for i, k in enumerate(KINETIC)})
-    l2 = dataclasses.replace(l2, log_pi_w=jnp.full(2, 1.0) * state2)
-    mod = dataclasses.replace(mod, levels=(l1, l2))
-    T = v.shape[0]
-    out = active.run(proc, mod, jnp.asarray(v)[None, :], jnp.full((1, T), 8 * P.W),
-                     action_mask=P.action_mask(4.0), kappa_a=1.0, log_pi_a=-2.0)
-    return out.x_process[:, 1], out.x_process[:, 2]
+SPEC = FitSpec()
+PARAMS = SPEC.names
+PRIOR_MEAN, PRIOR_SD = SPEC.prior()
 
 
 def design() -> np.ndarray:
@@ -275,150 +142,335 @@ def design() -> np.ndarray:
     return np.array([[1.0, "noisy" in c, "fast" in c] for c in CONDITIONS])
 
 
-def condition_parameters(theta):
-    """Per-condition (retina, state2) log-precisions and (condition, 6) kinetic parameters."""
+# ----------------------------------------------------------------------------- data
+_EXTRA = ("target_position", "target_velocity")
+
+
+def prepare_data(path: str | Path = BINNED) -> xr.Dataset:
+    """The binned tidy file (read strictly by :func:`cpsych.fit.data.read_data`) laid out over
+    ``(condition, bin)``: ``eye_velocity``, ``target``, ``target_velocity``, ``occluded``,
+    ``time_ms`` (NaN where a bin has no row), ``period_ms``.
+
+    Rows are placed by their time: ``time_ms`` must be a bin centre of its condition
+    (:func:`cpsych.models.spem.bin_times`). Besides the data format's columns, the file needs
+    ``target_position`` and ``target_velocity`` (the gains and figures use them).
+    """
+    from cpsych.fit.data import DataError, read_data
+    from cpsych.models import spem
+
+    par = _paradigm()
+    rows = read_data(path, par)
+    src = rows.attrs["source"]
+    missing = [c for c in _EXTRA if c not in rows]
+    if missing:
+        raise DataError(src, f"missing numeric column(s) {', '.join(missing)} (the binned "
+                             "target, made by cpsych.models.spem.write_binned)")
+    if len(set(rows["participant"].values)) != 1:
+        raise DataError(src, "expected one participant (the grand average), got "
+                             f"{len(set(rows['participant'].values))}", None, "participant")
+    shape = (len(CONDITIONS), BINS)
+    out = {k: np.full(shape, np.nan) for k in ("eye_velocity", "target", "target_velocity",
+                                               "time_ms")}
+    for k in range(rows.sizes["obs"]):
+        line, c = int(rows["line"][k]), str(rows["condition"].values[k])
+        if c not in CONDITIONS:
+            raise DataError(src, f"unknown condition '{c}'; choose from "
+                                 f"{', '.join(CONDITIONS)}", line, "condition")
+        t = float(rows["time_ms"][k])
+        centres = spem.bin_times(c)
+        b = int(np.argmin(np.abs(centres - t)))
+        if abs(centres[b] - t) > 1e-6:
+            raise DataError(src, f"{t:g} ms is not a bin centre of {c} (32 bins of "
+                                 f"{centres[1] - centres[0]:g} ms from {centres[0]:g} ms)",
+                            line, "time_ms")
+        i = CONDITIONS.index(c)
+        out["eye_velocity"][i, b] = float(rows["eye_velocity"][k])
+        out["target"][i, b] = float(rows["target_position"][k])
+        out["target_velocity"][i, b] = float(rows["target_velocity"][k])
+        out["time_ms"][i, b] = centres[b]
+    for i, c in enumerate(CONDITIONS):
+        if np.all(np.isnan(out["eye_velocity"][i])):
+            raise DataError(src, f"no row of condition '{c}'", None, "condition")
+    occ = (out["target"] > spem.OCC_LO) & (out["target"] < spem.OCC_HI)
+    vu, amp = spem.VELOCITY_UNIT, "target amplitude (600 px)"
+    return xr.Dataset(
+        {"eye_velocity": (("condition", "bin"), out["eye_velocity"], {
+            "units": vu, "long_name": "smooth eye velocity (saccades removed)"}),
+         "target": (("condition", "bin"), out["target"], {"units": amp}),
+         "target_velocity": (("condition", "bin"), out["target_velocity"], {"units": vu}),
+         "occluded": (("condition", "bin"), occ),
+         "time_ms": (("condition", "bin"), out["time_ms"], {"units": "ms"}),
+         "period_ms": ("condition", [spem.PERIOD_MS[spem.speed(c)] for c in CONDITIONS],
+                       {"units": "ms"})},
+        coords={"condition": list(CONDITIONS), "bin": np.arange(BINS)},
+        attrs={"source": src, "bins_per_cycle": BINS, "paradigm": PARADIGM_NAME})
+
+
+# ----------------------------------------------------------------------------- model
+def make_loss(data: xr.Dataset, spec: FitSpec = SPEC) -> tuple[Callable, Callable]:
+    """Negative log posterior of the parameter vector (jit-able) and ``traces(theta)``, the
+    paradigm's eye velocity at every (condition, bin) of the data, ``(4, 32)``."""
     import jax.numpy as jnp
 
-    X = jnp.asarray(design())
-    n = X.shape[0]
-    kin = jnp.stack([X @ theta[6:9], X @ theta[9:12], jnp.full(n, theta[12]),
-                     jnp.full(n, theta[13]), jnp.full(n, theta[14]), jnp.full(n, theta[15])],
-                    axis=1)
-    return X @ theta[0:3], X @ theta[3:6], kin
-
-
-def make_loss(data: xr.Dataset):
-    """Negative log posterior of the parameters (jit-able) and the simulator of all traces."""
-    import jax
-    import jax.numpy as jnp
-
-    T = FIX + BINS
-    tmpl = _templates(T)
-    v = jnp.asarray(cause(T))
-    eye = np.nan_to_num(data["eye_velocity"].values)
+    par = _paradigm()
+    times = np.asarray(data["time_ms"].values)
+    grid = np.unique(times[np.isfinite(times)])
+    # each (condition, bin) looks its prediction up in the read-out's (condition, time_ms)
+    t_idx = np.where(np.isfinite(times), np.searchsorted(grid, np.nan_to_num(times)), 0)
+    c_idx = np.broadcast_to(np.arange(len(CONDITIONS))[:, None], times.shape)
+    dsg = {"conditions": CONDITIONS, "times_ms": tuple(float(t) for t in grid)}
+    eye = jnp.asarray(np.nan_to_num(data["eye_velocity"].values))
     mask = jnp.asarray(np.isfinite(data["eye_velocity"].values), float)
     n_obs = float(mask.sum())
+    mean, sd = (jnp.asarray(a) for a in spec.prior())
 
     def traces(theta):
-        r, s, k = condition_parameters(theta)
-        e, x = jax.vmap(simulate_condition, in_axes=(0, 0, 0, None, None))(r, s, k, tmpl, v)
-        return e[:, FIX:], x[:, FIX:]
+        ro = par.simulate(spec.condition_values(theta), dsg, None)
+        return ro["eye_velocity"][c_idx, t_idx]
 
     def loss(theta):
-        e, _ = traces(theta)
+        e = traces(theta)
         sigma = jnp.exp(theta[-1])
-        sse = jnp.sum(mask * (jnp.asarray(eye) - e) ** 2)
+        sse = jnp.sum(mask * (eye - e) ** 2)
         nll = 0.5 * sse / sigma**2 + n_obs * theta[-1]
-        prior = 0.5 * jnp.sum(((theta - PRIOR_MEAN) / PRIOR_SD) ** 2)
-        return nll + prior
+        return nll + 0.5 * jnp.sum(((theta - mean) / sd) ** 2)
 
     return loss, traces
 
 
-def fit(data: xr.Dataset, steps: int = 80, n_predictive: int = 40, seed: int = 0,
-        verbose: bool = False, start: np.ndarray | None = None) -> dict:
-    """MAP (optax L-BFGS from ``start``, default ``START``) and Laplace approximation.
+def multistart_map(loss: Callable, starts: np.ndarray, steps: int = 80, tol: float = 1e-3,
+                   verbose: bool = False) -> dict:
+    """L-BFGS (optax, zoom line search) from each row of ``starts``; one compilation serves
+    every start. A start whose loss becomes non-finite is stopped and scored ``inf``.
 
-    The Hessian for the Laplace approximation is the forward-mode Jacobian of the gradient.
+    Returns ``theta`` (best), ``best``, ``losses`` (final loss per start), ``thetas``,
+    ``histories`` (loss per iteration, per start), ``iterations``, ``seconds``.
     """
+    import jax
+    import optax
+
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    @jax.jit
+    def step(x, state):
+        value, grad = value_and_grad(x, state=state)
+        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=loss)
+        return optax.apply_updates(x, updates), state, value, optax.tree_utils.tree_norm(grad)
+
+    t0 = time.perf_counter()
+    thetas, losses, histories = [], [], []
+    for k, x0 in enumerate(np.asarray(starts, float)):
+        x = jax.numpy.asarray(x0)
+        state = opt.init(x)
+        hist: list[float] = []
+        best_x, best_v = x, np.inf
+        for _ in range(steps):
+            x_new, state, value, g = step(x, state)
+            value = float(value)
+            if not np.isfinite(value):
+                break
+            hist.append(value)
+            if value < best_v:
+                best_x, best_v = x, value
+            if float(g) < tol:
+                break
+            x = x_new
+        else:  # the last update's loss
+            v_last = float(loss(x)) if steps else np.inf
+            if np.isfinite(v_last) and v_last < best_v:
+                best_x, best_v = x, v_last
+                hist.append(v_last)
+        thetas.append(np.asarray(best_x))
+        losses.append(best_v)
+        histories.append(np.asarray(hist))
+        if verbose:
+            first = hist[0] if hist else np.inf
+            print(f"    start {k + 1}/{len(starts)}: -log posterior {first:.1f} -> {best_v:.2f}"
+                  f" ({len(hist)} iterations, {time.perf_counter() - t0:.0f} s)",
+                  flush=True)
+    losses_a = np.asarray(losses)
+    best = int(np.argmin(losses_a))
+    return {"theta": thetas[best], "best": best, "losses": losses_a,
+            "thetas": np.stack(thetas), "histories": histories,
+            "iterations": np.array([h.size for h in histories]),
+            "seconds": time.perf_counter() - t0}
+
+
+def prior_starts(k: int, seed: int = 0, spec: FitSpec = SPEC) -> np.ndarray:
+    """``k`` starting points drawn from the prior (seeded)."""
+    mean, sd = spec.prior()
+    rng = np.random.default_rng(seed)
+    return mean + sd * rng.standard_normal((k, mean.size))
+
+
+def fit(data: xr.Dataset, steps: int = 80, starts: int = 4, n_predictive: int = 40,
+        seed: int = 0, verbose: bool = False, spec: FitSpec = SPEC,
+        start: np.ndarray | None = None) -> dict:
+    """Multi-start MAP (``starts`` prior draws, or the rows of ``start``) and Laplace at the
+    best start. The Hessian is the forward-mode Jacobian of the gradient."""
     import jax
     import jax.numpy as jnp
 
-    from cpsych.optimise import lbfgs
-
-    loss, traces = make_loss(data)
+    loss, traces = make_loss(data, spec)
+    x0 = prior_starts(starts, seed, spec) if start is None else np.atleast_2d(start)
+    if x0.shape[1] != len(spec.names):
+        raise ValueError(f"start: expected {len(spec.names)} parameters, got {x0.shape[1]}")
+    ms = multistart_map(jax.jit(loss), x0, steps=steps, verbose=verbose)
+    theta = ms["theta"]
     t0 = time.perf_counter()
-
-    def report(it, value, gnorm):
-        if verbose:
-            print(f"    L-BFGS {it + 1:3d}: -log posterior {value:.3f}, |grad| {gnorm:.2e} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
-
-    x0 = START if start is None else np.asarray(start, float)
-    if x0.shape != (len(PARAMS),):
-        raise ValueError(f"start: expected shape ({len(PARAMS)},), got {x0.shape}")
-    res = lbfgs(loss, jnp.asarray(x0), max_iter=steps, tol=1e-3, callback=report)
-    theta, history = res.x, list(res.history)
-    t_map = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    H = np.asarray(jax.jit(jax.jacfwd(jax.grad(loss)))(theta))
+    H = np.asarray(jax.jit(jax.jacfwd(jax.grad(loss)))(jnp.asarray(theta)))
     H = 0.5 * (H + H.T)
-    # away from a converged MAP (few steps, or a saddle of the piecewise-smooth loss) the
-    # Hessian can be indefinite; its eigenvalues are floored at the smallest prior precision,
-    # the curvature the prior alone gives every direction (a Gauss-Newton Hessian is >= it)
+    # away from a converged MAP (few steps, or a kink of the piecewise-smooth loss) the
+    # Hessian can be indefinite; its eigenvalues are floored at the smallest prior precision
+    _, prior_sd = spec.prior()
     w, V = np.linalg.eigh(H)
-    floor = float(np.min(1.0 / PRIOR_SD**2))
+    floor = float(np.min(1.0 / prior_sd**2))
     n_clipped = int(np.sum(w < floor))
     cov = (V / np.maximum(w, floor)) @ V.T
     t_lap = time.perf_counter() - t0
-    theta = np.asarray(theta)
-    # posterior predictive: parameters from the Laplace posterior, plus residual noise
     rng = np.random.default_rng(seed)
     L = np.linalg.cholesky(cov + 1e-12 * np.eye(cov.shape[0]))
     draws = theta + rng.standard_normal((n_predictive, theta.size)) @ L.T
-    tr_j = jax.jit(jax.vmap(traces))
-    e_pp, _ = tr_j(jnp.asarray(draws))
-    e_pp = np.asarray(e_pp) + np.exp(draws[:, -1])[:, None, None] * rng.standard_normal(
-        np.shape(e_pp))
-    e_map, x_map = (np.asarray(a) for a in jax.jit(traces)(jnp.asarray(theta)))
-    return {"theta": theta, "cov": cov, "history": np.asarray(history), "t_map": t_map,
-            "t_laplace": t_lap, "hessian_clipped": n_clipped, "eye_fit": e_map,
-            "target_fit": x_map, "eye_pp": e_pp,
-            "draws": draws}
+    e_pp = np.asarray(jax.jit(jax.vmap(traces))(jnp.asarray(draws)))
+    e_pp = e_pp + np.exp(draws[:, -1])[:, None, None] * rng.standard_normal(e_pp.shape)
+    e_map = np.asarray(jax.jit(traces)(jnp.asarray(theta)))
+    return {"theta": theta, "cov": cov, "history": ms["histories"][ms["best"]],
+            "t_map": ms["seconds"], "t_laplace": t_lap, "hessian_clipped": n_clipped,
+            "eye_fit": e_map, "eye_pp": e_pp, "draws": draws, "spec": spec,
+            "start_losses": ms["losses"], "start_thetas": ms["thetas"], "starts": x0,
+            "start_iterations": ms["iterations"], "best_start": ms["best"]}
 
 
 def gains(eye_velocity: np.ndarray, target_velocity: np.ndarray,
           occluded: np.ndarray) -> tuple[float, float]:
-    """Pursuit gain (least-squares slope of eye on target velocity) while visible / occluded.
+    """Pursuit gain while visible / occluded (:func:`cpsych.models.spem.gains`), as floats."""
+    from cpsych.models import spem
 
-    Bins next to a change of visibility, and missing bins, are left out of both.
+    g = spem.gains(eye_velocity, target_velocity, occluded)
+    return float(g[0]), float(g[1])
+
+
+def noisy_profile(data: xr.Dataset, theta: np.ndarray, spec: FitSpec = SPEC,
+                  deltas: Sequence[float] = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0),
+                  names: Sequence[str] | None = None) -> xr.Dataset:
+    """What a noisy-condition change of each parameter does to the visible gain and the fit.
+
+    At ``theta`` (the MAP), every paradigm parameter in ``names`` (default: all) is moved by
+    ``delta`` in the two noisy conditions only, the others held. Returns over
+    ``(parameter, delta)``: ``gain_difference`` (model visible gain, smooth minus noisy, per
+    speed; gains against the data's target velocity, as for the data), ``loss_change``
+    (change of the negative log posterior, with the N(0, 1/2) prior of a noisy effect), and
+    the data's gain difference per speed.
     """
-    ve, vt = eye_velocity, target_velocity
-    ok = np.isfinite(ve) & np.isfinite(vt)
-    occ = occluded.astype(bool)
-    steady = np.r_[occ[0] == occ[1], (occ[1:-1] == occ[:-2]) & (occ[1:-1] == occ[2:]),
-                   occ[-1] == occ[-2]]
-    out = []
-    for sel in (~occ & ok & steady, occ & ok & steady):
-        out.append(float(np.sum(ve[sel] * vt[sel]) / np.sum(vt[sel] ** 2)))
-    return out[0], out[1]
+    import jax
+    import jax.numpy as jnp
+
+    par = _paradigm()
+    names = tuple(names or par.parameter_names)
+    loss, _ = make_loss(data, spec)
+    times = data["time_ms"].values
+    grid = np.unique(times[np.isfinite(times)])
+    dsg = {"conditions": CONDITIONS, "times_ms": tuple(float(t) for t in grid)}
+    t_idx = np.where(np.isfinite(times), np.searchsorted(grid, np.nan_to_num(times)), 0)
+    c_idx = np.broadcast_to(np.arange(len(CONDITIONS))[:, None], times.shape)
+    noisy = jnp.asarray(design()[:, 1])
+    eye = jnp.asarray(np.nan_to_num(data["eye_velocity"].values))
+    mask = jnp.asarray(np.isfinite(data["eye_velocity"].values), float)
+    tv = data["target_velocity"].values
+    occ = data["occluded"].values
+    base = spec.condition_values(jnp.asarray(theta))
+    sigma = float(np.exp(theta[-1]))
+
+    @jax.jit
+    def one(i_name, delta):
+        vals = {k: v + (i_name == j) * delta * noisy for j, (k, v) in enumerate(base.items())}
+        e = par.simulate(vals, dsg, None)["eye_velocity"][c_idx, t_idx]
+        nll = 0.5 * jnp.sum(mask * (eye - e) ** 2) / sigma**2
+        return e, nll + 0.5 * (delta / EFFECT_SD) ** 2
+
+    keys = list(base)
+    nll0 = float(one(-1, 0.0)[1])
+    diff = np.full((len(names), len(deltas), 2), np.nan)
+    dloss = np.full((len(names), len(deltas)), np.nan)
+    for a, name in enumerate(names):
+        for b, d in enumerate(deltas):
+            e, v = one(keys.index(name), float(d))
+            e = np.asarray(e)
+            g = [gains(e[i], tv[i], occ[i])[0] for i in range(len(CONDITIONS))]
+            diff[a, b] = [g[0] - g[1], g[2] - g[3]]  # fast, slow: smooth minus noisy
+            dloss[a, b] = float(v) - nll0
+    g_data = [gains(data["eye_velocity"].values[i], tv[i], occ[i])[0]
+              for i in range(len(CONDITIONS))]
+    return xr.Dataset(
+        {"gain_difference": (("parameter", "delta", "speed"), diff, {
+            "units": "1", "long_name": "model visible gain, smooth minus noisy"}),
+         "loss_change": (("parameter", "delta"), dloss, {
+             "long_name": "change of the negative log posterior"}),
+         "data_gain_difference": ("speed", [g_data[0] - g_data[1], g_data[2] - g_data[3]])},
+        coords={"parameter": list(names), "delta": np.asarray(deltas, float),
+                "speed": ["fast", "slow"]},
+        attrs={"baseline_neg_log_posterior": float(loss(jnp.asarray(theta)))})
 
 
 # ----------------------------------------------------------------------------- results
-def results_dataset(data: xr.Dataset, res: dict) -> xr.Dataset:
+def results_dataset(data: xr.Dataset, res: dict,
+                    profile: xr.Dataset | None = None) -> xr.Dataset:
+    """Data, fit, parameters with 90 % Laplace intervals, gains, per-start losses (and the
+    noisy profile when given) in one dataset."""
+    spec: FitSpec = res.get("spec", SPEC)
+    names = list(spec.names)
     sd = np.sqrt(np.diag(res["cov"]))
     z = 1.6449
     ds = data.copy()
     units = data["eye_velocity"].attrs["units"]
     ds["eye_velocity_fit"] = (("condition", "bin"), res["eye_fit"],
                               {"units": units, "long_name": "fitted eye velocity (MAP)"})
-    ds["target_model"] = (("condition", "bin"), res["target_fit"],
-                          {"units": data["eye"].attrs["units"], "long_name": "model target"})
     q = np.quantile(res["eye_pp"], [0.05, 0.95], axis=0)
     ds["eye_pp_lo"] = (("condition", "bin"), q[0], {"long_name": "posterior predictive 5 %"})
     ds["eye_pp_hi"] = (("condition", "bin"), q[1], {"long_name": "posterior predictive 95 %"})
-    ds = ds.assign_coords(parameter=list(PARAMS), bound=["lower", "upper"])
-    ds["estimate"] = ("parameter", res["theta"], {"units": "log-precision (log N for sigma)",
-                                                  "long_name": "MAP"})
+    ds = ds.assign_coords(parameter=names, bound=["lower", "upper"],
+                          start=np.arange(len(res["start_losses"])))
+    ds["estimate"] = ("parameter", res["theta"], {"long_name": "MAP (best start)"})
     ds["posterior_sd"] = ("parameter", sd, {"long_name": "Laplace posterior SD"})
     ds["interval90"] = (("parameter", "bound"),
                         np.stack([res["theta"] - z * sd, res["theta"] + z * sd], 1))
     ds["covariance"] = (("parameter", "parameter_2"), res["cov"])
+    ds["start_loss"] = ("start", res["start_losses"], {
+        "long_name": "final negative log posterior of each L-BFGS start"})
+    ds["start_iterations"] = ("start", res["start_iterations"])
+    ds["start_value"] = (("start", "parameter"), res["starts"], {"long_name": "start point"})
+    ds["start_estimate"] = (("start", "parameter"), res["start_thetas"])
     g = np.array([[gains(src[i], ds["target_velocity"].values[i], ds["occluded"].values[i])
                    for i in range(len(CONDITIONS))]
                   for src in (ds["eye_velocity"].values, res["eye_fit"])])  # (source, cond, 2)
     ds = ds.assign_coords(source=["data", "fit"], phase=["visible", "occluded"])
     ds["gain"] = (("source", "condition", "phase"), g, {"units": "1", "long_name": "pursuit gain"})
-    r, s, k = (np.asarray(a) for a in condition_parameters(res["theta"]))
-    ds["retina_log_precision"] = ("condition", r)
-    ds["state2_log_precision"] = ("condition", s)
+    values = {k: np.asarray(v) for k, v in spec.condition_values(res["theta"]).items()}
+    ds["retina_log_precision"] = ("condition", values["retina"])
+    ds["state2_log_precision"] = ("condition", values["state2"])
     ds = ds.assign_coords(kinetic=list(KINETIC))
-    ds["kinetic_parameter"] = (("condition", "kinetic"), k, {
-        "long_name": "agent's level-1 kinetic parameters (log gains, linear target gain)"})
+    ds["kinetic_parameter"] = (("condition", "kinetic"),
+                               np.stack([values[k] for k in KINETIC], 1), {
+        "long_name": "agent's level-1 kinetic parameters (log gains, linear k_t)"})
+    if profile is not None:
+        ds = ds.assign_coords(profile_parameter=profile["parameter"].values,
+                              delta=profile["delta"].values, speed=profile["speed"].values)
+        ds["noisy_gain_difference"] = (("profile_parameter", "delta", "speed"),
+                                       profile["gain_difference"].values,
+                                       dict(profile["gain_difference"].attrs))
+        ds["noisy_loss_change"] = (("profile_parameter", "delta"),
+                                   profile["loss_change"].values,
+                                   dict(profile["loss_change"].attrs))
+        ds["data_gain_difference"] = ("speed", profile["data_gain_difference"].values)
     ds.attrs.update({"map_seconds": res["t_map"], "laplace_seconds": res["t_laplace"],
-                     "map_iterations": len(res["history"]),
+                     "map_iterations": len(res["history"]), "starts": len(res["start_losses"]),
+                     "best_start": int(res["best_start"]),
                      "hessian_eigenvalues_floored": res["hessian_clipped"],
-                     "method": "optax L-BFGS MAP (reverse-mode gradients) + Laplace"})
+                     "paradigm": PARADIGM_NAME,
+                     "method": "multi-start optax L-BFGS MAP (starts drawn from the prior, "
+                               "reverse-mode gradients through the paradigm's simulator) "
+                               "+ Laplace"})
     return ds
 
 
@@ -457,6 +509,14 @@ def plot_traces(ds: xr.Dataset):
     return fig
 
 
+_LABEL = {"retina": "retina (log-precision)", "state2": "prior, level 2 (log-precision)",
+          "k_c": "eye to cause (log gain k_c)", "k_h": "hidden: change of it (k_h)",
+          "k_t": "eye to target (gain k_t)", "k_th": "hidden: change of it (k_th)",
+          "k_d": "eye damping (log, k_d)", "k_r": "target to cause (log rate, k_r)",
+          "proprio": "proprioception (log-precision)", "state1": "level-1 states (log-prec.)",
+          "cause2": "level-2 cause (log-precision)", "prior": "frequency prior (log-prec.)"}
+
+
 def plot_effects(ds: xr.Dataset):
     from matplotlib.figure import Figure
 
@@ -466,7 +526,7 @@ def plot_effects(ds: xr.Dataset):
         fig = Figure(figsize=(10.0, 5.2), layout="constrained")
         axs = fig.subplots(1, 2, width_ratios=(1.1, 1.0))
     ax = axs[0]
-    names = [p for p in PARAMS if p != "log_sigma"]
+    names = [str(p) for p in ds["parameter"].values if p != "log_sigma"]
     y = np.arange(len(names))[::-1]
     est = ds["estimate"].sel(parameter=names).values
     ci = ds["interval90"].sel(parameter=names).values
@@ -477,14 +537,10 @@ def plot_effects(ds: xr.Dataset):
         ax.plot(e, yi, "o", color=col)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(y)
-    base = {"retina": "retina (log-precision)", "state2": "prior, level 2 (log-precision)",
-            "cause_gain": "eye to cause (log gain)", "hidden_gain": "hidden: change of it",
-            "target_gain": "eye to target (gain)", "hidden_target_gain": "hidden: change of it",
-            "damping": "eye damping (log)", "target_rate": "target to cause (log rate)"}
 
     def label(n: str) -> str:
         stem, _, effect = n.rpartition("_")
-        return f"   {effect} effect" if effect in ("noisy", "fast") else base[n]
+        return f"   {effect} effect" if effect in EFFECTS else _LABEL.get(n, n)
 
     ax.set_yticklabels([label(n) for n in names], fontsize=8)
     ax.set_xlabel("estimate (MAP, 90 % Laplace interval)")
@@ -503,14 +559,73 @@ def plot_effects(ds: xr.Dataset):
     ax.set_ylabel("pursuit gain")
     ax.set_ylim(0, 1.2)
     ax.legend(frameon=False, fontsize=7, ncol=2, loc="upper right")
-    ax.set_title("gains: data vs fit")
+    ax.set_title(f"gains: data vs fit (best of {ds.attrs['starts']} starts)")
     return fig
 
 
+def plot_noisy(ds: xr.Dataset):
+    """The noisy profile: model visible-gain difference (smooth minus noisy) and the loss
+    change against each parameter's noisy-condition change."""
+    from matplotlib.figure import Figure
+
+    from cpsych.plotting import PALETTE, style
+
+    with style():
+        fig = Figure(figsize=(10.0, 4.4), layout="constrained")
+        axs = fig.subplots(1, 2)
+    d = ds["delta"].values
+    for k, p in enumerate(ds["profile_parameter"].values):
+        col = PALETTE[k % len(PALETTE)]
+        ls = "-" if k < len(PALETTE) else "--"
+        axs[0].plot(d, ds["noisy_gain_difference"].sel(profile_parameter=p).mean("speed"),
+                    color=col, ls=ls, label=str(p))
+        axs[1].plot(d, ds["noisy_loss_change"].sel(profile_parameter=p), color=col, ls=ls)
+    lo, hi = np.sort(ds["data_gain_difference"].values)
+    axs[0].axhspan(lo, hi, color="0.85", lw=0, label="data (fast, slow)")
+    axs[0].set_xlabel("change of the parameter in the noisy conditions")
+    axs[0].set_ylabel("visible gain, smooth minus noisy (mean of speeds)")
+    axs[0].legend(frameon=False, fontsize=7, ncol=2)
+    axs[1].set_xlabel("change of the parameter in the noisy conditions")
+    axs[1].set_ylabel("change of -log posterior")
+    axs[1].set_yscale("symlog", linthresh=10)
+    fig.suptitle("Which parameter could make pursuit of a noisy target less gainful? "
+                 "(one at a time, from the MAP)")
+    return fig
+
+
+def needed_change(profile: xr.Dataset) -> dict[str, tuple[float, float]]:
+    """Per parameter: the smallest |delta| of the profile grid (linear interpolation) at
+    which the model's gain difference (mean of speeds) reaches the data's, and the loss
+    change there (NaN when the grid does not reach it)."""
+    target = float(profile["data_gain_difference"].mean())
+    d = profile["delta"].values
+    out = {}
+    for p in profile["parameter"].values:
+        y = profile["gain_difference"].sel(parameter=p).mean("speed").values
+        lc = profile["loss_change"].sel(parameter=p).values
+        best = (np.nan, np.nan)
+        for k in range(d.size - 1):
+            a, b = y[k] - target, y[k + 1] - target
+            if np.isfinite(a) and np.isfinite(b) and a * b <= 0 and a != b:
+                f = a / (a - b)
+                dd = d[k] + f * (d[k + 1] - d[k])
+                if np.isnan(best[0]) or abs(dd) < abs(best[0]):
+                    best = (float(dd), float(lc[k] + f * (lc[k + 1] - lc[k])))
+        out[str(p)] = best
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
-                        help=f"output directory (default: {DEFAULT_OUT})")
-    parser.add_argument("--steps", type=int, default=80, help="L-BFGS iterations (default 80)")
+    add_out_argument(parser, DEFAULT_OUT)
+    parser.add_argument("--data", metavar="CSV", default=str(BINNED),
+                        help="binned tidy data (default: the shipped grand averages)")
+    parser.add_argument("--steps", type=int, default=80,
+                        help="L-BFGS iterations per start (default 80)")
+    parser.add_argument("--starts", type=int, default=4,
+                        help="L-BFGS starts drawn from the prior; the best is kept (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the starts (default 0)")
+    parser.add_argument("--no-profile", action="store_true",
+                        help="skip the noisy-condition profile of every parameter")
     parser.add_argument("--no-figures", action="store_true", help="write the results only")
 
 
@@ -520,15 +635,27 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps < 1:
         raise ValueError(f"--steps: expected at least 1 L-BFGS iteration, got {args.steps}")
-    data = prepare_data()
-    res = fit(data, steps=args.steps, verbose=True)
-    ds = results_dataset(data, res)
+    if args.starts < 1:
+        raise ValueError(f"--starts: expected at least 1 start, got {args.starts}")
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
+    data = prepare_data(args.data)
+    print(f"pursuit fit ({PARADIGM_NAME}): {len(PARAMS)} parameters, {args.starts} starts x "
+          f"{args.steps} L-BFGS iterations", flush=True)
+    res = fit(data, steps=args.steps, starts=args.starts, seed=args.seed, verbose=True)
+    profile = None if args.no_profile else noisy_profile(data, res["theta"])
+    ds = results_dataset(data, res, profile)
     out = Path(args.out)
     nc = cpsych.save(ds, out / "fit_pursuit.nc")
     figs = [] if args.no_figures else [save_figure(plot_traces(ds), out / "fit_pursuit_traces"),
                                        save_figure(plot_effects(ds), out / "fit_pursuit_effects")]
-    print(f"pursuit fit: MAP {ds.attrs['map_seconds']:.1f} s ({ds.attrs['map_iterations']} "
-          f"iterations), Laplace {ds.attrs['laplace_seconds']:.1f} s "
+    if profile is not None and not args.no_figures:
+        figs.append(save_figure(plot_noisy(ds), out / "fit_pursuit_noisy"))
+    sl = res["start_losses"]
+    print(f"MAP {ds.attrs['map_seconds']:.1f} s, best start {res['best_start'] + 1}: "
+          f"-log posterior per start {', '.join(f'{v:.1f}' for v in sl)} (spread "
+          f"{np.ptp(sl[np.isfinite(sl)]) if np.isfinite(sl).any() else np.nan:.1f}); "
+          f"Laplace {ds.attrs['laplace_seconds']:.1f} s "
           f"({ds.attrs['hessian_eigenvalues_floored']} Hessian eigenvalues floored)")
     for p in PARAMS:
         lo, hi = ds["interval90"].sel(parameter=p).values
@@ -539,6 +666,14 @@ def run(args: argparse.Namespace) -> int:
               f"fit {float(g.sel(source='fit', phase='visible')):.2f}; occluded data "
               f"{float(g.sel(source='data', phase='occluded')):.2f} fit "
               f"{float(g.sel(source='fit', phase='occluded')):.2f}")
+    if profile is not None:
+        dg = profile["data_gain_difference"].values
+        print(f"  visible gain smooth minus noisy: data {dg[0]:.2f} (fast), {dg[1]:.2f} (slow);"
+              " noisy-condition change of one parameter that reaches it (-log posterior "
+              "change):")
+        for p, (d, lc) in needed_change(profile).items():
+            print(f"    {p:8s} " + ("not within the profiled range" if np.isnan(d)
+                                     else f"{d:+.2f} ({lc:+.1f})"))
     print(f"  results: {nc}")
     for _pdf, png in figs:
         print(f"  figure:  {png}")

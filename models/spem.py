@@ -344,9 +344,9 @@ def tidy_rows(binned: xr.Dataset, participant: str = "grand_average") -> list[li
             e = d.sel(bin=b)
             if not np.isfinite(float(e["eye_velocity"])):
                 continue
-            rows.append([participant, str(c), f"{float(e['time_ms']):.10g}",
-                         f"{float(e['eye_velocity']):.10g}", str(int(b)),
-                         f"{float(e['target']):.10g}", f"{float(e['target_velocity']):.10g}"])
+            rows.append([participant, str(c), repr(float(e["time_ms"])),
+                         repr(float(e["eye_velocity"])), str(int(b)),
+                         repr(float(e["target"])), repr(float(e["target_velocity"]))])
     return rows
 
 
