@@ -297,11 +297,25 @@ def multistart_map(loss: Callable, starts: np.ndarray, steps: int = 80, tol: flo
             "seconds": time.perf_counter() - t0}
 
 
-def prior_starts(k: int, seed: int = 0, spec: FitSpec = SPEC) -> np.ndarray:
-    """``k`` starting points drawn from the prior (seeded)."""
+def prior_starts(k: int, seed: int = 0, spec: FitSpec = SPEC, loss: Callable | None = None,
+                 screen: int = 8) -> np.ndarray:
+    """``k`` starting points from the prior (seeded).
+
+    With ``loss``, ``screen * k`` points are drawn and the ``k`` of lowest loss kept: many
+    prior draws make the agent's eye oscillate or run away (losses of 1e6-1e10, where
+    L-BFGS makes no progress in 80 iterations), so the starts are screened.
+    """
+    import jax
+
     mean, sd = spec.prior()
     rng = np.random.default_rng(seed)
-    return mean + sd * rng.standard_normal((k, mean.size))
+    n = k if loss is None else screen * k
+    draws = mean + sd * rng.standard_normal((n, mean.size))
+    if loss is None:
+        return draws
+    values = np.asarray(jax.jit(jax.vmap(loss))(draws))
+    values = np.where(np.isfinite(values), values, np.inf)
+    return draws[np.argsort(values, kind="stable")[:k]]
 
 
 def fit(data: xr.Dataset, steps: int = 80, starts: int = 4, n_predictive: int = 40,
@@ -313,7 +327,7 @@ def fit(data: xr.Dataset, steps: int = 80, starts: int = 4, n_predictive: int = 
     import jax.numpy as jnp
 
     loss, traces = make_loss(data, spec)
-    x0 = prior_starts(starts, seed, spec) if start is None else np.atleast_2d(start)
+    x0 = prior_starts(starts, seed, spec, loss) if start is None else np.atleast_2d(start)
     if x0.shape[1] != len(spec.names):
         raise ValueError(f"start: expected {len(spec.names)} parameters, got {x0.shape[1]}")
     ms = multistart_map(jax.jit(loss), x0, steps=steps, verbose=verbose)
@@ -352,65 +366,104 @@ def gains(eye_velocity: np.ndarray, target_velocity: np.ndarray,
 
 
 def noisy_profile(data: xr.Dataset, theta: np.ndarray, spec: FitSpec = SPEC,
-                  deltas: Sequence[float] = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0),
+                  deltas: Sequence[float] = tuple(np.linspace(-3.0, 3.0, 25)),
                   names: Sequence[str] | None = None) -> xr.Dataset:
-    """What a noisy-condition change of each parameter does to the visible gain and the fit.
+    """How each parameter sets the visible gain, condition by condition, at the MAP.
 
-    At ``theta`` (the MAP), every paradigm parameter in ``names`` (default: all) is moved by
-    ``delta`` in the two noisy conditions only, the others held. Returns over
-    ``(parameter, delta)``: ``gain_difference`` (model visible gain, smooth minus noisy, per
-    speed; gains against the data's target velocity, as for the data), ``loss_change``
-    (change of the negative log posterior, with the N(0, 1/2) prior of a noisy effect), and
-    the data's gain difference per speed.
+    Every paradigm parameter in ``names`` (default: all) is moved by ``delta`` from its MAP
+    value in each condition (the others held). The conditions are simulated independently, so
+    one sweep gives, per condition, the model's visible gain (against the data's target
+    velocity, as for the data) and that condition's negative log-likelihood. From these,
+    :func:`needed_change` finds the shift of each parameter that gives each condition the
+    data's visible gain: the noisy-minus-smooth difference of those shifts is the noise
+    effect that parameter would need to carry the data's smooth-vs-noisy gain difference.
+
+    Returns over ``(parameter, delta, condition)``: ``gain_visible``, ``gain_occluded`` and
+    ``nll`` (change of the condition's negative log-likelihood from the MAP); the data's gains
+    (``data_gain_visible``) and the MAP's (``fit_gain_visible``) per condition.
     """
     import jax
     import jax.numpy as jnp
 
     par = _paradigm()
     names = tuple(names or par.parameter_names)
-    loss, _ = make_loss(data, spec)
     times = data["time_ms"].values
     grid = np.unique(times[np.isfinite(times)])
     dsg = {"conditions": CONDITIONS, "times_ms": tuple(float(t) for t in grid)}
     t_idx = np.where(np.isfinite(times), np.searchsorted(grid, np.nan_to_num(times)), 0)
     c_idx = np.broadcast_to(np.arange(len(CONDITIONS))[:, None], times.shape)
-    noisy = jnp.asarray(design()[:, 1])
     eye = jnp.asarray(np.nan_to_num(data["eye_velocity"].values))
     mask = jnp.asarray(np.isfinite(data["eye_velocity"].values), float)
-    tv = data["target_velocity"].values
-    occ = data["occluded"].values
+    tv, occ = data["target_velocity"].values, data["occluded"].values
     base = spec.condition_values(jnp.asarray(theta))
+    keys = list(base)
     sigma = float(np.exp(theta[-1]))
 
     @jax.jit
     def one(i_name, delta):
-        vals = {k: v + (i_name == j) * delta * noisy for j, (k, v) in enumerate(base.items())}
+        vals = {k: v + (i_name == j) * delta for j, (k, v) in enumerate(base.items())}
         e = par.simulate(vals, dsg, None)["eye_velocity"][c_idx, t_idx]
-        nll = 0.5 * jnp.sum(mask * (eye - e) ** 2) / sigma**2
-        return e, nll + 0.5 * (delta / EFFECT_SD) ** 2
+        return e, 0.5 * jnp.sum(mask * (eye - e) ** 2, axis=1) / sigma**2
 
-    keys = list(base)
-    nll0 = float(one(-1, 0.0)[1])
-    diff = np.full((len(names), len(deltas), 2), np.nan)
-    dloss = np.full((len(names), len(deltas)), np.nan)
+    e0, nll0 = (np.asarray(a) for a in one(-1, 0.0))
+    shape = (len(names), len(deltas), len(CONDITIONS))
+    gv, go, nll = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
     for a, name in enumerate(names):
         for b, d in enumerate(deltas):
-            e, v = one(keys.index(name), float(d))
-            e = np.asarray(e)
-            g = [gains(e[i], tv[i], occ[i])[0] for i in range(len(CONDITIONS))]
-            diff[a, b] = [g[0] - g[1], g[2] - g[3]]  # fast, slow: smooth minus noisy
-            dloss[a, b] = float(v) - nll0
+            e, v = (np.asarray(x) for x in one(keys.index(name), float(d)))
+            if not np.all(np.isfinite(e)):
+                continue
+            g = np.array([gains(e[i], tv[i], occ[i]) for i in range(len(CONDITIONS))])
+            gv[a, b], go[a, b], nll[a, b] = g[:, 0], g[:, 1], v - nll0
     g_data = [gains(data["eye_velocity"].values[i], tv[i], occ[i])[0]
               for i in range(len(CONDITIONS))]
+    g_fit = [gains(e0[i], tv[i], occ[i])[0] for i in range(len(CONDITIONS))]
+    dims = ("parameter", "delta", "condition")
     return xr.Dataset(
-        {"gain_difference": (("parameter", "delta", "speed"), diff, {
-            "units": "1", "long_name": "model visible gain, smooth minus noisy"}),
-         "loss_change": (("parameter", "delta"), dloss, {
-             "long_name": "change of the negative log posterior"}),
-         "data_gain_difference": ("speed", [g_data[0] - g_data[1], g_data[2] - g_data[3]])},
+        {"gain_visible": (dims, gv, {"units": "1", "long_name": "model visible gain"}),
+         "gain_occluded": (dims, go, {"units": "1", "long_name": "model occluded gain"}),
+         "nll": (dims, nll, {"long_name": "change of the condition's negative "
+                                          "log-likelihood from the MAP"}),
+         "data_gain_visible": ("condition", g_data), "fit_gain_visible": ("condition", g_fit)},
         coords={"parameter": list(names), "delta": np.asarray(deltas, float),
-                "speed": ["fast", "slow"]},
-        attrs={"baseline_neg_log_posterior": float(loss(jnp.asarray(theta)))})
+                "condition": list(CONDITIONS)},
+        attrs={"sigma": sigma})
+
+
+def _crossing(x: np.ndarray, y: np.ndarray, target: float) -> float:
+    """The ``x`` nearest 0 where ``y`` (linear between grid points) equals ``target``."""
+    best = np.nan
+    for k in range(x.size - 1):
+        a, b = y[k] - target, y[k + 1] - target
+        if np.isfinite(a) and np.isfinite(b) and a * b <= 0 and a != b:
+            xx = x[k] + a / (a - b) * (x[k + 1] - x[k])
+            if np.isnan(best) or abs(xx) < abs(best):
+                best = float(xx)
+    return best
+
+
+def needed_change(profile: xr.Dataset) -> xr.Dataset:
+    """Per parameter: the shift from the MAP giving each condition the data's visible gain
+    (NaN where the profiled range does not reach it), the noise effect this implies per speed
+    (noisy shift minus smooth shift), and the summed change of the negative log-likelihood
+    of the four conditions at those shifts (each condition its own shift)."""
+    d = profile["delta"].values
+    names = [str(p) for p in profile["parameter"].values]
+    shift = np.full((len(names), len(CONDITIONS)), np.nan)
+    dnll = np.full_like(shift, np.nan)
+    for a, p in enumerate(names):
+        for i, c in enumerate(CONDITIONS):
+            y = profile["gain_visible"].sel(parameter=p, condition=c).values
+            s = _crossing(d, y, float(profile["data_gain_visible"].sel(condition=c)))
+            shift[a, i] = s
+            if np.isfinite(s):
+                dnll[a, i] = np.interp(s, d, profile["nll"].sel(parameter=p, condition=c).values)
+    effect = np.stack([shift[:, 1] - shift[:, 0], shift[:, 3] - shift[:, 2]], 1)
+    return xr.Dataset(
+        {"shift": (("parameter", "condition"), shift),
+         "noise_effect": (("parameter", "speed"), effect),
+         "nll_change": ("parameter", dnll.sum(1))},
+        coords={"parameter": names, "condition": list(CONDITIONS), "speed": ["fast", "slow"]})
 
 
 # ----------------------------------------------------------------------------- results
@@ -454,15 +507,18 @@ def results_dataset(data: xr.Dataset, res: dict,
                                np.stack([values[k] for k in KINETIC], 1), {
         "long_name": "agent's level-1 kinetic parameters (log gains, linear k_t)"})
     if profile is not None:
+        need = needed_change(profile)
         ds = ds.assign_coords(profile_parameter=profile["parameter"].values,
-                              delta=profile["delta"].values, speed=profile["speed"].values)
-        ds["noisy_gain_difference"] = (("profile_parameter", "delta", "speed"),
-                                       profile["gain_difference"].values,
-                                       dict(profile["gain_difference"].attrs))
-        ds["noisy_loss_change"] = (("profile_parameter", "delta"),
-                                   profile["loss_change"].values,
-                                   dict(profile["loss_change"].attrs))
-        ds["data_gain_difference"] = ("speed", profile["data_gain_difference"].values)
+                              delta=profile["delta"].values, speed=["fast", "slow"])
+        for k in ("gain_visible", "gain_occluded", "nll"):
+            ds[f"profile_{k}"] = (("profile_parameter", "delta", "condition"),
+                                  profile[k].values, dict(profile[k].attrs))
+        ds["needed_shift"] = (("profile_parameter", "condition"), need["shift"].values, {
+            "long_name": "shift from the MAP giving the condition the data's visible gain"})
+        ds["needed_noise_effect"] = (("profile_parameter", "speed"), need["noise_effect"].values,
+                                     {"long_name": "noisy minus smooth needed shift"})
+        ds["needed_nll_change"] = ("profile_parameter", need["nll_change"].values, {
+            "long_name": "change of -log likelihood, every condition at its needed shift"})
     ds.attrs.update({"map_seconds": res["t_map"], "laplace_seconds": res["t_laplace"],
                      "map_iterations": len(res["history"]), "starts": len(res["start_losses"]),
                      "best_start": int(res["best_start"]),
@@ -564,55 +620,33 @@ def plot_effects(ds: xr.Dataset):
 
 
 def plot_noisy(ds: xr.Dataset):
-    """The noisy profile: model visible-gain difference (smooth minus noisy) and the loss
-    change against each parameter's noisy-condition change."""
+    """The profile: each parameter's effect on the visible gain of a smooth and a noisy
+    condition, against the data's gains (fast speed left, slow right)."""
     from matplotlib.figure import Figure
 
     from cpsych.plotting import PALETTE, style
 
     with style():
-        fig = Figure(figsize=(10.0, 4.4), layout="constrained")
-        axs = fig.subplots(1, 2)
+        fig = Figure(figsize=(10.0, 4.6), layout="constrained")
+        axs = fig.subplots(1, 2, sharey=True)
     d = ds["delta"].values
-    for k, p in enumerate(ds["profile_parameter"].values):
-        col = PALETTE[k % len(PALETTE)]
-        ls = "-" if k < len(PALETTE) else "--"
-        axs[0].plot(d, ds["noisy_gain_difference"].sel(profile_parameter=p).mean("speed"),
-                    color=col, ls=ls, label=str(p))
-        axs[1].plot(d, ds["noisy_loss_change"].sel(profile_parameter=p), color=col, ls=ls)
-    lo, hi = np.sort(ds["data_gain_difference"].values)
-    axs[0].axhspan(lo, hi, color="0.85", lw=0, label="data (fast, slow)")
-    axs[0].set_xlabel("change of the parameter in the noisy conditions")
-    axs[0].set_ylabel("visible gain, smooth minus noisy (mean of speeds)")
+    for ax, sp in zip(axs, ("fast", "slow"), strict=True):
+        for k, p in enumerate(ds["profile_parameter"].values):
+            col, ls = PALETTE[k % len(PALETTE)], "-" if k < len(PALETTE) else ":"
+            for cond, lw in ((f"{sp}_smooth", 1.8), (f"{sp}_noisy", 0.9)):
+                g = ds["profile_gain_visible"].sel(profile_parameter=p, condition=cond)
+                ax.plot(d, g, color=col, ls=ls, lw=lw, label=str(p) if lw > 1 else None)
+        for cond, ls in ((f"{sp}_smooth", "-"), (f"{sp}_noisy", "--")):
+            ax.axhline(float(ds["gain"].sel(source="data", phase="visible", condition=cond)),
+                       color="k", ls=ls, lw=1)
+        ax.set_title(f"{sp}: data smooth (black line), noisy (dashed); model smooth (thick), "
+                     "noisy (thin)", fontsize=8)
+        ax.set_xlabel("shift of the parameter from the MAP")
+        ax.set_ylim(0.0, 1.5)
+    axs[0].set_ylabel("visible pursuit gain")
     axs[0].legend(frameon=False, fontsize=7, ncol=2)
-    axs[1].set_xlabel("change of the parameter in the noisy conditions")
-    axs[1].set_ylabel("change of -log posterior")
-    axs[1].set_yscale("symlog", linthresh=10)
-    fig.suptitle("Which parameter could make pursuit of a noisy target less gainful? "
-                 "(one at a time, from the MAP)")
+    fig.suptitle("Which parameter sets the visible gain? (one at a time, from the MAP)")
     return fig
-
-
-def needed_change(profile: xr.Dataset) -> dict[str, tuple[float, float]]:
-    """Per parameter: the smallest |delta| of the profile grid (linear interpolation) at
-    which the model's gain difference (mean of speeds) reaches the data's, and the loss
-    change there (NaN when the grid does not reach it)."""
-    target = float(profile["data_gain_difference"].mean())
-    d = profile["delta"].values
-    out = {}
-    for p in profile["parameter"].values:
-        y = profile["gain_difference"].sel(parameter=p).mean("speed").values
-        lc = profile["loss_change"].sel(parameter=p).values
-        best = (np.nan, np.nan)
-        for k in range(d.size - 1):
-            a, b = y[k] - target, y[k + 1] - target
-            if np.isfinite(a) and np.isfinite(b) and a * b <= 0 and a != b:
-                f = a / (a - b)
-                dd = d[k] + f * (d[k + 1] - d[k])
-                if np.isnan(best[0]) or abs(dd) < abs(best[0]):
-                    best = (float(dd), float(lc[k] + f * (lc[k + 1] - lc[k])))
-        out[str(p)] = best
-    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -667,13 +701,16 @@ def run(args: argparse.Namespace) -> int:
               f"{float(g.sel(source='data', phase='occluded')):.2f} fit "
               f"{float(g.sel(source='fit', phase='occluded')):.2f}")
     if profile is not None:
-        dg = profile["data_gain_difference"].values
-        print(f"  visible gain smooth minus noisy: data {dg[0]:.2f} (fast), {dg[1]:.2f} (slow);"
-              " noisy-condition change of one parameter that reaches it (-log posterior "
-              "change):")
-        for p, (d, lc) in needed_change(profile).items():
-            print(f"    {p:8s} " + ("not within the profiled range" if np.isnan(d)
-                                     else f"{d:+.2f} ({lc:+.1f})"))
+        need = needed_change(profile)
+        g = ds["gain"].sel(source="data", phase="visible").values
+        print(f"  visible gain smooth minus noisy: data {g[0] - g[1]:.2f} (fast), "
+              f"{g[2] - g[3]:.2f} (slow). Noise effect one parameter would need (noisy minus "
+              "smooth shift from the MAP; change of -log likelihood with every condition at "
+              "its data gain):")
+        for p in need["parameter"].values:
+            e = need["noise_effect"].sel(parameter=p).values
+            print(f"    {p:8s} fast {e[0]:+.2f}, slow {e[1]:+.2f} "
+                  f"({float(need['nll_change'].sel(parameter=p)):+.1f})")
     print(f"  results: {nc}")
     for _pdf, png in figs:
         print(f"  figure:  {png}")

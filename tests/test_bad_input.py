@@ -400,6 +400,10 @@ CLI_CASES: list[CliCase] = [
             module="cpsych.experiments.fit_pursuit"),
     CliCase("fit_pursuit-out-under-file", ("--out", "{regular}/fp"), r"--out",
             module="cpsych.experiments.fit_pursuit"),
+    CliCase("fit_pursuit-starts-0", ("--out", "{tmp}/fp", "--starts", "0"), r"--starts",
+            module="cpsych.experiments.fit_pursuit"),
+    CliCase("fit_pursuit-data-foreign-text", ("--out", "{tmp}/fp", "--data", "{text}"),
+            r"notes\.txt.*column", module="cpsych.experiments.fit_pursuit"),
     CliCase("posner-module-threshold", ("--out", "{tmp}/p", "--threshold", "-1"), r"threshold",
             module="cpsych.experiments.posner"),
 ]

@@ -293,7 +293,8 @@ def test_roundtrip_and_range_property(tmp_path, rows, crlf, pick, bad):
 
 # ----------------------------------------------------------------------------- formats
 def test_every_data_format_has_plausible_ranges_that_hold_the_shipped_data():
-    shipped = {"force-matching": [EXAMPLE], "pursuit": sorted(SPEM.glob("*.csv"))}
+    shipped = {"force-matching": [EXAMPLE], "pursuit": sorted(SPEM.glob("*_10ms.csv")),
+               "pursuit-spem": [SPEM / "spem_binned.csv"]}
     for name in cpsych.paradigm.names():
         par = cpsych.paradigm.get(name)
         if par.data is None:

@@ -1,0 +1,132 @@
+"""The ``pursuit-spem`` paradigm (cpsych.models.spem) and the pursuit fit to human data.
+
+Oracles: the raw SPEM recordings (the binned file must regenerate from them), the traces and
+losses of the retired fit_pursuit code path (frozen in tests/data/spem_fit by
+make_old_path.py at commit ea0b20b), and closed-form gains of synthetic traces.
+"""
+
+import csv
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import cpsych
+from cpsych.experiments import fit_pursuit as fp
+from cpsych.fit.data import read_data
+from cpsych.models import spem
+
+OLD = Path(__file__).parent / "data" / "spem_fit"
+PAR = cpsych.paradigm.get("pursuit-spem")
+
+
+def _old_cases():
+    with (OLD / "old_path_theta.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    with (OLD / "old_path_eye_velocity.csv").open() as fh:
+        eye = list(csv.DictReader(fh))
+    out = {}
+    for r in rows:
+        theta = np.array([float(v) for v in list(r.values())[1:18]])
+        ref = np.array([float(x["eye_velocity"]) for x in eye if x["case"] == r["case"]])
+        out[r["case"]] = (theta, ref.reshape(4, 32), float(r["neg_log_posterior"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def data():
+    return fp.prepare_data()
+
+
+# ----------------------------------------------------------------------------- data
+def test_binned_file_regenerates_from_the_raw_files(tmp_path):
+    path = spem.write_binned(fp.DATA, tmp_path / "binned.csv")
+    with path.open() as a, fp.BINNED.open() as b:
+        new, shipped = list(csv.reader(a)), list(csv.reader(b))
+    assert new[0] == shipped[0] == list(spem.BINNED_HEADER)
+    assert len(new) == len(shipped) == 1 + 4 * 32
+    for r_new, r_old in zip(new[1:], shipped[1:], strict=True):
+        assert r_new[:2] == r_old[:2] and r_new[4] == r_old[4]
+        np.testing.assert_allclose(np.asarray(r_new[2:], float), np.asarray(r_old[2:], float),
+                                   rtol=1e-12, atol=0)
+    # the periods found by least squares on the recorded targets are the paradigm's
+    assert spem.bin_raw(fp.DATA)["period_ms"].values.tolist() == [
+        spem.PERIOD_MS[spem.speed(c)] for c in spem.CONDITIONS]
+
+
+def test_binned_file_reads_in_the_paradigms_format(data):
+    rows = read_data(fp.BINNED, PAR)
+    assert rows.sizes["obs"] == 128 and set(rows["participant"].values) == {"grand_average"}
+    assert tuple(dict.fromkeys(rows["condition"].values)) == spem.CONDITIONS
+    for c in spem.CONDITIONS:
+        np.testing.assert_array_equal(rows["time_ms"].values[rows["condition"] == c],
+                                      spem.bin_times(c))
+    # every row's time is a coordinate of the read-out: a row looks its prediction up
+    assert set(rows["time_ms"].values) <= set(PAR.coords["time_ms"])
+    # the data's gains (the published pattern: noisy targets pursued with lower gain)
+    g = np.array([fp.gains(data["eye_velocity"].values[i], data["target_velocity"].values[i],
+                           data["occluded"].values[i]) for i in range(4)])
+    np.testing.assert_allclose(g, [[0.86, 0.39], [0.69, 0.39], [0.96, 0.35], [0.75, 0.34]],
+                               atol=0.006)
+
+
+def test_prepare_data_rejects_a_time_off_the_bin_centres(tmp_path):
+    lines = fp.BINNED.read_text().splitlines()
+    cells = lines[5].split(",")
+    cells[2] = str(float(cells[2]) + 1.0)
+    lines[5] = ",".join(cells)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"bad\.csv, line 6, column 'time_ms': .* not a bin "
+                                         r"centre of fast_smooth"):
+        fp.prepare_data(bad)
+
+
+# ----------------------------------------------------------------------------- gains
+def test_gains_recover_known_slopes_leaving_out_edges_and_gaps():
+    tv = -spem.P.W * np.sin(spem.P.W * (np.arange(32) + 0.5))
+    occ = np.zeros(32, bool)
+    occ[10:16] = True
+    eye = np.where(occ, 0.3, 0.8) * tv
+    eye[[9, 16]] = 5.0  # next to a change of visibility: left out
+    eye[3] = np.nan  # a missing bin: left out
+    g_vis, g_occ = fp.gains(eye, tv, occ)
+    assert g_vis == pytest.approx(0.8, abs=1e-12) and g_occ == pytest.approx(0.3, abs=1e-12)
+
+
+def test_bad_design_is_one_line_before_simulating():
+    with pytest.raises(ValueError, match="conditions: unknown condition 'medium_smooth'"):
+        PAR.simulate(PAR.params(), {"conditions": ("medium_smooth",), "times_ms": (1.0,)},
+                     None)
+    with pytest.raises(ValueError, match="times_ms"):
+        PAR.simulate(PAR.params(), {"conditions": spem.CONDITIONS, "times_ms": ()}, None)
+    with pytest.raises(ValueError, match="parameter 'k_d' .* outside its plausible range"):
+        PAR.params(k_d=9.0)
+
+
+# ----------------------------------------------------------------------------- the simulator
+@pytest.mark.slow
+def test_simulate_reproduces_the_old_fit_path_and_its_loss(data):
+    """Per-condition parameters (the old fit's 17-vector) through the paradigm reproduce the
+    old code path's eye velocity and negative log posterior (four parameter sets: its start,
+    the prior mean, its MAP and a prior draw)."""
+    loss, traces = fp.make_loss(data)
+    traces, loss = jax.jit(traces), jax.jit(loss)
+    for case, (theta, ref, nlp) in _old_cases().items():
+        e = np.asarray(traces(jnp.asarray(theta)))
+        assert np.max(np.abs(e - ref)) <= 1e-10, case
+        assert abs(float(loss(jnp.asarray(theta))) - nlp) <= 1e-9 * abs(nlp), case
+    # scalar parameters (one run for every condition) equal the same values per condition;
+    # the read-out's time axis is each condition's bin centres
+    theta = _old_cases()["old_map"][0]
+    values = {k: np.asarray(v)[2] for k, v in fp.SPEC.condition_values(theta).items()}
+    ro = PAR.run(**{k: float(v) for k, v in values.items()})
+    per = PAR.compiled()({k: np.full(4, v) for k, v in values.items()}, None)
+    for k in ro:
+        np.testing.assert_allclose(ro[k], np.asarray(per[k]), rtol=0, atol=1e-12)
+    grid = np.asarray(PAR.coords["time_ms"])
+    i = np.searchsorted(grid, spem.bin_times("slow_smooth"))
+    np.testing.assert_allclose(ro["eye_velocity"][2, i], e[2], rtol=0, atol=1e-10)
+    assert ro["eye_velocity"].shape == (4, 64) and ro["gain_visible"].shape == (4,)
