@@ -32,13 +32,14 @@ grand-average trace are autocorrelated, so the Laplace intervals, which treat 32
 condition as independent, are optimistic. The generic fit of :mod:`cpsych.fit` is meant to
 replace :func:`fit`.
 
-Smooth vs noisy (:func:`noisy_profile`): at the MAP, each parameter of the paradigm is moved by
-``delta`` in the noisy conditions only, and the model's visible gain (smooth minus noisy, per
-speed) and the change of the negative log posterior are recorded: which parameter could
-produce the data's 0.17-0.21 lower visible gain with a noisy target, and at what cost.
+Smooth vs noisy (:func:`noisy_profile`, :func:`needed_change`): from the MAP, each parameter
+of the paradigm is shifted in every condition (the others held); per condition, the shift that
+gives the model the data's visible gain is found. The noisy minus smooth shift is the noise
+effect that parameter would need to carry the data's 0.17-0.21 lower visible gain with a
+noisy target, and the summed change of the -log likelihood there is its cost.
 
 Writes <out>/fit_pursuit.nc (data, fitted traces, posterior predictive bands, parameters with
-90 % intervals, gains of data and fit, the per-start losses and the noisy profile) and
+90 % intervals, gains of data and fit, the per-start losses and the profile) and
 <out>/fit_pursuit_traces, <out>/fit_pursuit_effects, <out>/fit_pursuit_noisy (PDF and PNG).
 """
 
@@ -243,8 +244,9 @@ def multistart_map(loss: Callable, starts: np.ndarray, steps: int = 80, tol: flo
     """L-BFGS (optax, zoom line search) from each row of ``starts``; one compilation serves
     every start. A start whose loss becomes non-finite is stopped and scored ``inf``.
 
-    Returns ``theta`` (best), ``best``, ``losses`` (final loss per start), ``thetas``,
-    ``histories`` (loss per iteration, per start), ``iterations``, ``seconds``.
+    Returns ``theta`` (best), ``best``, ``losses`` (lowest loss reached per start),
+    ``thetas`` (where), ``histories`` (loss before each iteration, then after the last, per
+    start), ``iterations`` (L-BFGS iterations run per start), ``seconds``.
     """
     import jax
     import optax
@@ -259,41 +261,45 @@ def multistart_map(loss: Callable, starts: np.ndarray, steps: int = 80, tol: flo
         return optax.apply_updates(x, updates), state, value, optax.tree_utils.tree_norm(grad)
 
     t0 = time.perf_counter()
-    thetas, losses, histories = [], [], []
+    thetas, losses, histories, iterations = [], [], [], []
     for k, x0 in enumerate(np.asarray(starts, float)):
         x = jax.numpy.asarray(x0)
         state = opt.init(x)
         hist: list[float] = []
         best_x, best_v = x, np.inf
-        for _ in range(steps):
+        n_it, stopped = 0, False
+        while n_it < steps and not stopped:
             x_new, state, value, g = step(x, state)
+            n_it += 1
             value = float(value)
-            if not np.isfinite(value):
+            if not np.isfinite(value):  # a run-away start: keep the best point so far
                 break
             hist.append(value)
             if value < best_v:
                 best_x, best_v = x, value
-            if float(g) < tol:
-                break
-            x = x_new
-        else:  # the last update's loss
-            v_last = float(loss(x)) if steps else np.inf
-            if np.isfinite(v_last) and v_last < best_v:
-                best_x, best_v = x, v_last
-                hist.append(v_last)
+            stopped = float(g) < tol
+            if not stopped:
+                x = x_new
+        else:
+            if not stopped:  # the loss after the last update
+                v_last = float(loss(x))
+                if np.isfinite(v_last) and v_last < best_v:
+                    best_x, best_v = x, v_last
+                    hist.append(v_last)
         thetas.append(np.asarray(best_x))
         losses.append(best_v)
         histories.append(np.asarray(hist))
+        iterations.append(n_it)
         if verbose:
             first = hist[0] if hist else np.inf
             print(f"    start {k + 1}/{len(starts)}: -log posterior {first:.1f} -> {best_v:.2f}"
-                  f" ({len(hist)} iterations, {time.perf_counter() - t0:.0f} s)",
+                  f" ({n_it} iterations, {time.perf_counter() - t0:.0f} s)",
                   flush=True)
     losses_a = np.asarray(losses)
     best = int(np.argmin(losses_a))
     return {"theta": thetas[best], "best": best, "losses": losses_a,
             "thetas": np.stack(thetas), "histories": histories,
-            "iterations": np.array([h.size for h in histories]),
+            "iterations": np.asarray(iterations),
             "seconds": time.perf_counter() - t0}
 
 
@@ -520,7 +526,8 @@ def results_dataset(data: xr.Dataset, res: dict,
         ds["needed_nll_change"] = ("profile_parameter", need["nll_change"].values, {
             "long_name": "change of -log likelihood, every condition at its needed shift"})
     ds.attrs.update({"map_seconds": res["t_map"], "laplace_seconds": res["t_laplace"],
-                     "map_iterations": len(res["history"]), "starts": len(res["start_losses"]),
+                     "map_iterations": int(res["start_iterations"][res["best_start"]]),
+                     "starts": len(res["start_losses"]),
                      "best_start": int(res["best_start"]),
                      "hessian_eigenvalues_floored": res["hessian_clipped"],
                      "paradigm": PARADIGM_NAME,

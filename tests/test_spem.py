@@ -130,3 +130,29 @@ def test_simulate_reproduces_the_old_fit_path_and_its_loss(data):
     i = np.searchsorted(grid, spem.bin_times("slow_smooth"))
     np.testing.assert_allclose(ro["eye_velocity"][2, i], e[2], rtol=0, atol=1e-10)
     assert ro["eye_velocity"].shape == (4, 64) and ro["gain_visible"].shape == (4,)
+
+
+# ----------------------------------------------------------------------------- multi-start MAP
+@pytest.mark.slow
+def test_multistart_map_from_screened_prior_draws(data):
+    """Three starts (the lowest-loss 3 of 24 prior draws), 8 L-BFGS iterations each.
+
+    Measured (seeds 0 and 1): initial -log posterior -218, -216, -202 (seed 0) and -162,
+    -126, -83 (seed 1); after 8 iterations -270, -335, -261 and -335, -309, -337: every start
+    gains 52-254, the best reaches -335 / -337, the starts differ by 74 / 28. (A full run,
+    4 starts x 80 iterations, ends at -361, -372, -392, -376: spread 31, local optima of the
+    piecewise-smooth loss; the retired path's hand-picked start reached -401.)
+    """
+    loss, _ = fp.make_loss(data)
+    loss = jax.jit(loss)
+    x0 = fp.prior_starts(3, seed=0, loss=loss)
+    # screening keeps the lowest-loss draws: each start beats the prior mean (1001)
+    first = np.array([float(loss(x)) for x in x0])
+    assert np.all(first < 0) and np.all(np.diff(first) >= 0)
+    ms = fp.multistart_map(loss, x0, steps=8)
+    assert ms["iterations"].tolist() == [8, 8, 8]
+    assert np.all(np.isfinite(ms["losses"]))
+    assert np.all(first - ms["losses"] > 40)
+    assert ms["losses"][ms["best"]] == ms["losses"].min() < -300
+    assert np.ptp(ms["losses"]) > 10  # the starts do not all land alike
+    np.testing.assert_array_equal(ms["theta"], ms["thetas"][ms["best"]])
