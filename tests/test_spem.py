@@ -1,8 +1,8 @@
 """The ``pursuit-spem`` paradigm (cpsych.models.spem) and the pursuit fit to human data.
 
-Oracles: the raw SPEM recordings (the binned file must regenerate from them), the traces and
-losses of the retired fit_pursuit code path (frozen in tests/data/spem_fit by
-make_old_path.py at commit ea0b20b), and closed-form gains of synthetic traces.
+Oracles: the raw SPEM recordings (the binned file must regenerate from them), the simulator of
+the retired fit_pursuit code path (rebuilt here as it was at commit ea0b20b, on today's
+engine, at its parameter sets frozen in tests/data/spem_fit), and closed-form gains.
 """
 
 import csv
@@ -22,17 +22,69 @@ OLD = Path(__file__).parent / "data" / "spem_fit"
 PAR = cpsych.paradigm.get("pursuit-spem")
 
 
+def _old_traces(theta):
+    """The retired fit_pursuit simulator (commit ea0b20b: its _templates, simulate_condition
+    and condition_parameters), on today's engine: eye velocity (4, 32) of a 17-vector."""
+    import dataclasses
+
+    import cpsych.active as active
+    from cpsych import HDM, Level, Process
+    from cpsych.models import pursuit as P
+
+    def occluded(x):
+        return jnp.where((x > -0.8) & (x < 0.0), 1.0, 0.0)
+
+    def sens(o1, o2, x_t):
+        retina = jnp.exp(-((jnp.asarray(P.OFFSETS) - x_t + o1) ** 2)) * (1.0 - occluded(x_t))
+        return jnp.concatenate([jnp.stack([o1, o2]), retina])
+
+    def f1(x, v, th):
+        occ = occluded(x[2])
+        g_cause = jnp.exp(th["cause_gain"] + occ * th["hidden_gain"])
+        g_target = th["target_gain"] * jnp.exp(occ * th["hidden_target_gain"])
+        acc = (g_cause * (v[0] - x[0]) + g_target * (x[2] - x[0])) / 4 \
+            - jnp.exp(th["damping"]) * x[1] / 2
+        return jnp.stack([x[1], acc, jnp.exp(th["target_rate"]) * (v[0] - x[2])])
+
+    kinetic = ("cause_gain", "hidden_gain", "target_gain", "hidden_target_gain", "damping",
+               "target_rate")
+    T = 48
+    proc = Process(f=lambda x, v, a, th: jnp.stack([x[1], a[0] / 4 - x[1] / 8, v[0] - x[2]]),
+                   g=lambda x, v, a, th: sens(x[0], x[1], x[2]), n_x=3, n_v=1, n_a=1,
+                   log_pi_z=16.0, log_pi_w=16.0, y_names=P.Y_NAMES)
+    l1 = Level(g=lambda x, v, th: sens(x[0], x[1], x[2]), f=f1, n_x=3, n_v=1, log_pi_z=4.0,
+               log_pi_w=4.0, theta={k: np.asarray(0.0) for k in kinetic})
+    l2 = Level(g=lambda x, v, th: x[:1], f=lambda x, v, th: jnp.stack([x[1], -x[0]]) * v[0] / 8,
+               n_x=2, n_v=1, log_pi_z=4.0, log_pi_w=4.0)
+    mod = HDM(levels=(l1, l2), eta=8 * P.W, log_pi_eta=4.0, n=5, d=2, s=0.5)
+    proc, mod, _, _, _ = active.check_inputs(proc, mod, np.zeros((1, T)), np.zeros((1, T)),
+                                             np.asarray(P.action_mask()))
+    t = np.arange(T) - 16 + 0.5
+    v = jnp.asarray(np.where(t < 0, 1.0, np.cos(P.W * t) - P.W * np.sin(P.W * t)))
+    X = jnp.asarray(fp.design())
+    th = jnp.asarray(theta)
+    kin = jnp.stack([X @ th[6:9], X @ th[9:12], *(jnp.full(4, th[i]) for i in range(12, 16))],
+                    axis=1)
+
+    def one(retina, state2, k):
+        a, b = mod.levels
+        lz1 = jnp.concatenate([jnp.full(2, 4.0), jnp.full(17, 1.0) * retina])
+        a = dataclasses.replace(a, log_pi_z=lz1, theta={n: k[i] for i, n in enumerate(kinetic)})
+        b = dataclasses.replace(b, log_pi_w=jnp.full(2, 1.0) * state2)
+        out = active.run(proc, dataclasses.replace(mod, levels=(a, b)), v[None, :],
+                         jnp.full((1, T), 8 * P.W), action_mask=P.action_mask(4.0),
+                         kappa_a=1.0, log_pi_a=-2.0)
+        return out.x_process[16:, 1]
+
+    return jax.jit(jax.vmap(one))(X @ th[0:3], X @ th[3:6], kin)
+
+
 def _old_cases():
+    """The old path's start, prior mean, MAP (of a full run) and a prior draw, with the -log
+    posterior it gave on the engine of commit ea0b20b."""
     with (OLD / "old_path_theta.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    with (OLD / "old_path_eye_velocity.csv").open() as fh:
-        eye = list(csv.DictReader(fh))
-    out = {}
-    for r in rows:
-        theta = np.array([float(v) for v in list(r.values())[1:18]])
-        ref = np.array([float(x["eye_velocity"]) for x in eye if x["case"] == r["case"]])
-        out[r["case"]] = (theta, ref.reshape(4, 32), float(r["neg_log_posterior"]))
-    return out
+    return {r["case"]: np.array([float(v) for v in list(r.values())[1:18]]) for r in rows}
 
 
 @pytest.fixture(scope="module")
@@ -110,17 +162,22 @@ def test_bad_design_is_one_line_before_simulating():
 @pytest.mark.slow
 def test_simulate_reproduces_the_old_fit_path_and_its_loss(data):
     """Per-condition parameters (the old fit's 17-vector) through the paradigm reproduce the
-    old code path's eye velocity and negative log posterior (four parameter sets: its start,
-    the prior mean, its MAP and a prior draw)."""
+    retired code path's eye velocity (four parameter sets: its start, the prior mean, its
+    MAP and a prior draw), and the loss is the old Gaussian -log posterior of those traces."""
     loss, traces = fp.make_loss(data)
     traces, loss = jax.jit(traces), jax.jit(loss)
-    for case, (theta, ref, nlp) in _old_cases().items():
+    obs = data["eye_velocity"].values
+    for case, theta in _old_cases().items():
+        ref = np.asarray(_old_traces(theta))
         e = np.asarray(traces(jnp.asarray(theta)))
         assert np.max(np.abs(e - ref)) <= 1e-10, case
+        sigma = np.exp(theta[-1])
+        nlp = (0.5 * np.sum((obs - ref) ** 2) / sigma**2 + obs.size * theta[-1]
+               + 0.5 * np.sum(((theta - fp.PRIOR_MEAN) / fp.PRIOR_SD) ** 2))
         assert abs(float(loss(jnp.asarray(theta))) - nlp) <= 1e-9 * abs(nlp), case
     # scalar parameters (one run for every condition) equal the same values per condition;
     # the read-out's time axis is each condition's bin centres
-    theta = _old_cases()["old_map"][0]
+    theta = _old_cases()["old_map"]
     values = {k: np.asarray(v)[2] for k, v in fp.SPEC.condition_values(theta).items()}
     ro = PAR.run(**{k: float(v) for k, v in values.items()})
     per = PAR.compiled()({k: np.full(4, v) for k, v in values.items()}, None)
@@ -128,6 +185,7 @@ def test_simulate_reproduces_the_old_fit_path_and_its_loss(data):
         np.testing.assert_allclose(ro[k], np.asarray(per[k]), rtol=0, atol=1e-12)
     grid = np.asarray(PAR.coords["time_ms"])
     i = np.searchsorted(grid, spem.bin_times("slow_smooth"))
+    e = np.asarray(traces(jnp.asarray(theta)))
     np.testing.assert_allclose(ro["eye_velocity"][2, i], e[2], rtol=0, atol=1e-10)
     assert ro["eye_velocity"].shape == (4, 64) and ro["gain_visible"].shape == (4,)
 
