@@ -558,6 +558,10 @@ PARADIGM = Paradigm(
         columns={"participant": "label", "group": "label", "condition": "label",
                  "target": "N", "matched": "N"},
         response="matched", design=("target",),
+        # the participant produces the force whose percept matches the external target:
+        # simulate intended forces on a grid and invert the matched read-out there
+        readout="self_generated", design_options={"target": "targets"}, match="matched",
+        match_grid=tuple(float(v) for v in np.linspace(0.25, 4.0, 16)),
         plausible={"target": (0.0, 20.0), "matched": (0.0, 20.0)},
         description="one row per trial: the force a participant produced to match a target "
                     "force applied to their finger (Shergill et al. 2003)"),
