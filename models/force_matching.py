@@ -527,7 +527,7 @@ PARADIGM = Paradigm(
           "(Brown et al. 2013)",
     parameters=(
         Parameter("h", 6.0, _LOG_PI, "sensory attenuation while the agent believes it pushes",
-                  prior=(6.0, 3.0), bounds=(-10.0, 16.0)),
+                  prior=(6.0, 2.0), bounds=(-10.0, 16.0)),
         Parameter("sensory", 8.0, _LOG_PI, "sensory log-precision without attenuation",
                   prior=(8.0, 2.0), bounds=(-4.0, 16.0)),
         Parameter("state", 4.0, _LOG_PI, "log-precision of the agent's state fluctuations",

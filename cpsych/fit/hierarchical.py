@@ -282,7 +282,7 @@ class Emulated:
         return self.emulator(theta)
 
 
-def parameter_range(paradigm: Paradigm, name: str, span: float = 2.0) -> tuple[float, float]:
+def parameter_range(paradigm: Paradigm, name: str, span: float = 1.75) -> tuple[float, float]:
     """Prior mean +- ``span`` prior SDs, clipped to the parameter's bounds."""
     p = paradigm.parameter(name)
     (m, s), (lo, hi) = p.prior, p.bounds
@@ -295,7 +295,7 @@ def default_knots(n_free: int) -> int:
 
 
 def build_emulator(predictor: Predictor, knots: int | Sequence[int] | None = None,
-                   span: float = 2.0,
+                   span: float = 1.75,
                    n_check: int = 12, seed: int = 0, progress: bool = True) -> Emulated:
     """Simulate ``predictor`` on a grid over its free parameters (:func:`cpsych.sweep.sweep`)
     and interpolate it (:func:`~cpsych.fit.emulator.grid_emulator`); measure the error."""
@@ -563,7 +563,7 @@ def _map_laplace(model, kwargs, draws, seed, starts, steps):
 def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",), *,
         preset: str = "control", group_effect: bool = True, likelihood: str = "gaussian",
         emulator: str | Emulated | None = "auto", knots: int | Sequence[int] | None = None,
-        span: float = 2.0, method: str = "nuts", chains: int = 4, warmup: int = 500,
+        span: float = 1.75, method: str = "nuts", chains: int = 4, warmup: int = 500,
         draws: int = 1000, seed: int = 0, starts: int = 4, steps: int = 500,
         target_accept: float = 0.9, reference_group: str | None = None,
         reference_condition: str | None = None, progress: bool = True,
