@@ -317,7 +317,11 @@ def build_emulator(predictor: Predictor, knots: int | Sequence[int] | None = Non
     ds = sweep(simulate, make_grid(axes), {"prediction": {"dims": ("x",)}}, progress=progress,
                description=f"cpsych.fit emulator of {predictor.paradigm.name}",
                coords={"x": predictor.x_values})
-    table = ds["prediction"].transpose(*free, "x").values
+    table = ds["prediction"].transpose(*free, "x").values.copy()
+    n_filled = _fill_non_finite(table, len(free))
+    if n_filled == table[..., 0].size:
+        raise ValueError(f"emulator: the simulation of {predictor.paradigm.name} is non-finite "
+                         f"at every knot of {axes}")
     emu = grid_emulator([axes[n] for n in free], table, free)
     build = time.perf_counter() - t0
     rng = np.random.default_rng(seed)
@@ -330,8 +334,28 @@ def build_emulator(predictor: Predictor, knots: int | Sequence[int] | None = Non
     error = {"max_abs": float(np.max(np.abs(diff[ok]))) if ok.any() else math.nan,
              "rms": float(np.sqrt(np.mean(diff[ok] ** 2))) if ok.any() else math.nan,
              "n_check": int(n_check), "build_s": build, "knots": ",".join(map(str, knots)),
-             "n_points": int(np.prod(knots))}
+             "n_points": int(np.prod(knots)), "n_filled": int(n_filled)}
+    if n_filled:
+        warnings.warn(f"emulator: {n_filled} of {int(np.prod(knots))} knots had a non-finite "
+                      "simulation (diverged); they take the value of the nearest finite knot",
+                      FitWarning, stacklevel=2)
     return Emulated(emu, predictor, error)
+
+
+def _fill_non_finite(table: np.ndarray, ndim: int) -> int:
+    """Replace knots with any non-finite value by the nearest (in index space) finite knot."""
+    shape = table.shape[:ndim]
+    flat = table.reshape(int(np.prod(shape)), -1)
+    bad = ~np.all(np.isfinite(flat), axis=1)
+    if not bad.any() or bad.all():
+        return int(bad.sum())
+    idx = np.stack(np.unravel_index(np.arange(flat.shape[0]), shape), -1)
+    good = np.flatnonzero(~bad)
+    for i in np.flatnonzero(bad):
+        j = good[np.argmin(np.sum((idx[good] - idx[i]) ** 2, axis=1))]
+        flat[i] = flat[j]
+    table[...] = flat.reshape(table.shape)
+    return int(bad.sum())
 
 
 # ----------------------------------------------------------------------------- the model
