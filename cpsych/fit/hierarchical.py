@@ -755,7 +755,8 @@ def compare(fits: Mapping[str, Any]) -> Any:
 
     ``fits`` maps names to :class:`FitResult`, ``InferenceData`` or fit directories. Returns
     a ``pandas.DataFrame`` whose first column ``model`` is the name, then ``elpd_loo``,
-    ``se``, ``elpd_diff``, ``dse``, ``weight``, ``p_loo``, ``rank`` and ``warning``.
+    ``se``, ``elpd_diff``, ``dse``, ``weight``, ``p_loo``, ``rank``, ``warning`` and
+    ``scale``.
     """
     import arviz as az
 
@@ -778,7 +779,8 @@ def compare(fits: Mapping[str, Any]) -> Any:
     table = table.reset_index(names="model")
     cols = ["model", "elpd_loo", "se", "elpd_diff", "dse", "weight", "p_loo", "rank",
             "warning"]
-    return table[[c for c in cols if c in table.columns]]
+    return table[[c for c in cols if c in table.columns]
+                 + [c for c in table.columns if c not in cols]]
 
 
 # ----------------------------------------------------------------------------- synthetic
