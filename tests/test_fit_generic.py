@@ -105,6 +105,7 @@ def toy_fits():
     return theta, ds, with_g, without
 
 
+@pytest.mark.slow
 def test_inference_data_groups_and_shapes(toy_fits):
     theta, ds, fit, _ = toy_fits
     idata = fit.idata
@@ -132,6 +133,7 @@ def test_inference_data_groups_and_shapes(toy_fits):
     assert "r_hat" in s.columns and "mu[a]" in s.index
 
 
+@pytest.mark.slow
 def test_compare_picks_the_generating_model(toy_fits, tmp_path):
     _, _, with_g, without = toy_fits
     table = H.compare({"group": with_g, "shared": without})
@@ -146,6 +148,7 @@ def test_compare_picks_the_generating_model(toy_fits, tmp_path):
     assert back["elpd_loo"].iloc[0] == pytest.approx(table["elpd_loo"].iloc[0], rel=1e-9)
 
 
+@pytest.mark.slow
 def test_map_with_restarts_and_laplace():
     theta, ds = _toy_data(seed=3)
     fit = _quiet_fit(TOY, ds, ("a", "b"), emulator=None, method="map", starts=2, draws=200)
@@ -156,6 +159,7 @@ def test_map_with_restarts_and_laplace():
     assert np.corrcoef(theta[:, 0], est[:, 0])[0, 1] > 0.95
 
 
+@pytest.mark.slow
 def test_student_likelihood_resists_an_outlier():
     theta, ds = _toy_data(seed=4)
     y = ds["y"].values.copy()
@@ -247,11 +251,15 @@ def test_cli_fit_bad_input_exits_2(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- force matching
 @pytest.mark.slow
-def test_force_matching_emulator_error_and_two_parameter_recovery():
-    """Direct-simulator participants, fitted through the emulator; see the module docstring of
-    cpsych.fit.hierarchical and docs/fitting.md for which parameters are identifiable."""
-    rec, res = H.recovery("force-matching", ("h", "sensory"), 12, noise_sd=0.05, repeats=2,
-                          seed=0, chains=2, warmup=300, draws=300, knots=9, progress=False,
-                          verbose=False)
-    assert res.attrs["emulator_max_abs"] < 0.1  # N
+def test_force_matching_recovery_of_attenuation_from_direct_simulation():
+    """12 direct-simulator participants (4 targets x 2 repeats, noise 0.1 N), fitted through
+    the emulator. Which parameters matching data identify (h; not prior or state; h and
+    sensory only jointly): docs/fitting.md, measured with cpsych recovery."""
+    rec, res = H.recovery("force-matching", ("h",), 12, noise_sd=0.1, repeats=2, seed=0,
+                          chains=2, warmup=300, draws=300, progress=False, verbose=False)
+    # emulator (25 knots over h 2.5-9.5) against the simulator: max 0.047 N, RMS 0.010 N
+    # (seed 0; deterministic given the seed); the noise is 0.1 N
+    assert res.attrs["emulator_max_abs"] < 0.08
+    # r measured 0.993 at seed 0 (seeds 1, 2: see the report of issue 13)
     assert float(rec["r"].sel(parameter="h")) > 0.9
+    assert float(rec["coverage90"].sel(parameter="h")) >= 0.75
