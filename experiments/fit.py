@@ -95,60 +95,11 @@ def resolve(inputs: list[str]) -> tuple[str, str, str | None]:
 
 
 def read_data(path: str, paradigm):
-    """The data set of ``path`` in ``paradigm``'s format (errors name file, line, column)."""
-    try:
-        from cpsych.fit.data import read_data as reader
-    except ImportError:
-        reader = None
-    if reader is not None:
-        return reader(path, paradigm)
-    if paradigm.name == "force-matching":
-        from cpsych.models.force_matching_fit import load_force_matching
+    """The data set of ``path`` in ``paradigm``'s format (:func:`cpsych.fit.data.read_data`:
+    errors name file, line and column, before anything is compiled)."""
+    from cpsych.fit.data import read_data as reader
 
-        return load_force_matching(path)
-    return _read_columns(path, paradigm)
-
-
-def _read_columns(path: str, paradigm):
-    """The data format's columns (labels as text, the rest numbers in their plausible range);
-    ``group``/``condition`` filled with ``"all"`` when absent. (Until
-    ``cpsych.fit.data.read_data`` is available.)"""
-    import numpy as np
-    import xarray as xr
-
-    from cpsych.fit import data as D
-
-    fmt = paradigm.data
-    path, header, rows = D.read_table(path)
-    optional = [c for c in ("group", "condition") if c in fmt.columns]
-    required = [c for c in fmt.columns if c not in optional]
-    D.check_columns(path, header, required)
-    D.check_widths(path, header, rows)
-    idx = {h: i for i, h in enumerate(header)}
-    out = {}
-    for c, kind in fmt.columns.items():
-        if c not in idx:
-            out[c] = np.full(len(rows), "all")
-            continue
-        if kind == "label":
-            out[c] = np.asarray([D.parse_label(path, ln, c, r[idx[c]]) for ln, r in rows])
-            continue
-        vals = []
-        lo, hi = fmt.plausible.get(c, (-np.inf, np.inf))
-        for ln, r in rows:
-            v = D.parse_number(path, ln, c, r[idx[c]])
-            if not lo <= v <= hi:
-                raise D.DataError(path, f"value {v:g} outside the plausible range [{lo:g}, "
-                                        f"{hi:g}] {kind}", ln, c)
-            vals.append(v)
-        out[c] = np.asarray(vals, float)
-    ds = xr.Dataset({c: ("obs", v) for c, v in out.items()},
-                    coords={"line": ("obs", np.asarray([ln for ln, _ in rows]))},
-                    attrs={"source": str(path), "paradigm": paradigm.name})
-    for c, kind in fmt.columns.items():
-        if kind != "label":
-            ds[c].attrs["units"] = kind
-    return ds
+    return reader(path, paradigm)
 
 
 def _check_args(args) -> None:
