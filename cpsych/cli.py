@@ -23,7 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mmn": ("cpsych.experiments.mmn", "mismatch negativity: roving oddball with learning"),
     "sweep": ("cpsych.experiments.sweep_cli", "precision sweeps of a paradigm over a grid"),
     "phase-diagrams": ("cpsych.experiments.phase_diagrams", "precision phase diagrams"),
-    "fit": ("cpsych.experiments.fit_force_matching", "fit force-matching data (numpyro)"),
+    "fit": ("cpsych.experiments.fit", "fit a paradigm's parameters to data (numpyro NUTS)"),
+    "compare": ("cpsych.experiments.compare", "compare fits by PSIS-LOO (ArviZ)"),
+    "recovery": ("cpsych.experiments.recovery",
+                 "parameter recovery from direct-simulator participants"),
 }
 
 

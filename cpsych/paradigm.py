@@ -82,6 +82,17 @@ class DataFormat:
     design : columns that set the simulated design (e.g. ``target``).
     plausible : column -> ``(low, high)``: values outside are a data error.
     description : what a row is.
+    readout : the read-out that predicts ``response`` (default: the read-out named like
+        ``response``).
+    design_options : design column -> the paradigm's design option that takes the tuple of
+        the column's values (e.g. ``{"target": "targets"}``); the read-out's last dimension
+        runs over them. At most one design column is mapped.
+    match : ``None`` (the row's design value is simulated directly), or the read-out that
+        the design value *equals*: the fit then simulates the design option at
+        ``match_grid`` and predicts ``readout`` where ``match`` equals the row's value
+        (a monotone inversion; e.g. force matching: the participant produces the force whose
+        percept matches the target).
+    match_grid : design values simulated for the inversion of ``match``.
     """
 
     columns: Mapping[str, str]
@@ -89,6 +100,15 @@ class DataFormat:
     design: tuple[str, ...] = ()
     plausible: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     description: str = ""
+    readout: str | None = None
+    design_options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    match: str | None = None
+    match_grid: tuple[float, ...] = ()
+
+    @property
+    def predicted_by(self) -> str:
+        """The read-out predicting the response."""
+        return self.readout or self.response
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -527,7 +527,7 @@ PARADIGM = Paradigm(
           "(Brown et al. 2013)",
     parameters=(
         Parameter("h", 6.0, _LOG_PI, "sensory attenuation while the agent believes it pushes",
-                  prior=(6.0, 3.0), bounds=(-10.0, 16.0)),
+                  prior=(6.0, 2.0), bounds=(-10.0, 16.0)),
         Parameter("sensory", 8.0, _LOG_PI, "sensory log-precision without attenuation",
                   prior=(8.0, 2.0), bounds=(-4.0, 16.0)),
         Parameter("state", 4.0, _LOG_PI, "log-precision of the agent's state fluctuations",
@@ -558,6 +558,10 @@ PARADIGM = Paradigm(
         columns={"participant": "label", "group": "label", "condition": "label",
                  "target": "N", "matched": "N"},
         response="matched", design=("target",),
+        # the participant produces the force whose percept matches the external target:
+        # simulate intended forces on a grid and invert the matched read-out there
+        readout="self_generated", design_options={"target": "targets"}, match="matched",
+        match_grid=tuple(float(v) for v in np.linspace(0.25, 4.0, 16)),
         plausible={"target": (0.0, 20.0), "matched": (0.0, 20.0)},
         description="one row per trial: the force a participant produced to match a target "
                     "force applied to their finger (Shergill et al. 2003)"),

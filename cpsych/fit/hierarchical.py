@@ -1,0 +1,888 @@
+"""Hierarchical fits of any registered paradigm to behaviour (SPEC 7; issue 13).
+
+:func:`fit` fits the free parameters of a :class:`cpsych.Paradigm` (chosen by name; the others
+stay at a preset) to a tidy data set in the paradigm's :class:`~cpsych.paradigm.DataFormat`:
+
+* **Prediction of a row.** The read-out named by the data format
+  (:attr:`~cpsych.paradigm.DataFormat.predicted_by`) at the row's design value: the design
+  column is mapped to a design option of the paradigm (``design_options``); with
+  ``match`` set, the design value is what the ``match`` read-out must equal and the
+  prediction is found by a monotone inversion along ``match_grid`` (force matching: the
+  participant produces the force whose percept matches the external target).
+* **Emulator or simulator.** ``emulator="auto"`` runs the simulator once on a grid over the
+  free parameters (:func:`cpsych.sweep.sweep`, ``knots`` per dimension, spanning the prior
+  mean +- ``span`` prior SDs clipped to the parameter's bounds) and interpolates it
+  (:class:`cpsych.fit.emulator.GridEmulator`: tensor-product cubic Hermite, C1, differentiable
+  for NUTS). Its interpolation error is measured against direct simulation at random points
+  inside the grid and reported with the fit. ``emulator=None`` runs the simulator inside the
+  likelihood (cheap paradigms, MAP).
+* **Hierarchical model** (non-centred), per free parameter ``k`` with prior ``N(m_k, s_k)``
+  from the paradigm::
+
+      mu[k]          ~ Normal(m_k, s_k)             reference-group mean
+      delta[g, k]    ~ Normal(0, s_k)               group g minus the reference group
+      sigma[k]       ~ HalfNormal(s_k / 2)          between-participant SD
+      z[i, k]        ~ Normal(0, 1)
+      theta[i, k]    = mu[k] + delta[g(i), k] + sigma[k] z[i, k]
+      beta[c, k]     ~ Normal(0, s_k)               condition c minus the reference
+      y              ~ Normal(pred(theta[i] + beta[c], x), sigma_obs)      (or Student-t)
+      sigma_obs      ~ HalfNormal(SD of the response);   nu ~ Gamma(2, 0.1) (Student-t)
+
+  ``group_effect=False`` drops ``delta`` (one mean shared by every group: the comparison
+  model). Reference group and condition: the first sorted labels unless given.
+* **Inference.** numpyro NUTS (``method="nuts"``, chains vectorised, tqdm bar) or an optax
+  L-BFGS MAP with a Laplace approximation (``method="map"``; ``starts`` restarts, best kept).
+* **Output.** :class:`FitResult` holding an :class:`arviz.InferenceData` (posterior,
+  posterior_predictive, log_likelihood, observed_data, constant_data, sample_stats);
+  :meth:`FitResult.save` writes ``fit.nc``, ``summary.csv`` (``az.summary``) and figures.
+  Diagnostics warn with numbers: R-hat > 1.01, divergences, bulk ESS < 400, Pareto k > 0.7.
+
+:func:`compare` ranks fits by PSIS-LOO (``az.compare``); :func:`synthetic_data` draws
+participants from the *direct* simulator and :func:`recovery` fits them back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from ..paradigm import Paradigm
+from ..paradigm import get as get_paradigm
+from .emulator import GridEmulator, grid_emulator
+
+__all__ = ["FitWarning", "Coded", "Predictor", "Emulated", "FitResult", "code_data",
+           "make_predictor", "default_knots", "build_emulator", "parameter_range", "describe",
+           "hierarchical_model", "fit", "diagnose",
+           "compare", "synthetic_data", "recovery", "load_result", "LIKELIHOODS", "METHODS"]
+
+LIKELIHOODS = ("gaussian", "student")
+METHODS = ("nuts", "map")
+#: Thresholds of the diagnostics (warnings name the numbers).
+R_HAT_MAX, ESS_MIN, PARETO_K_MAX = 1.01, 400, 0.7
+GROUP_VARS = ("mu", "delta", "beta", "sigma", "sigma_obs", "nu")
+
+
+class FitWarning(UserWarning):
+    """A fit diagnostic out of range (R-hat, divergences, ESS, Pareto k, emulator error)."""
+
+
+# ----------------------------------------------------------------------------- data coding
+@dataclasses.dataclass(frozen=True)
+class Coded:
+    """A data set coded for the hierarchical model (reference group/condition first).
+
+    Rows are grouped into *cells* (participant x condition): the prediction is computed once
+    per cell at every design value ``x_values`` and each row picks its own.
+    """
+
+    participants: tuple[str, ...]
+    groups: tuple[str, ...]
+    conditions: tuple[str, ...]
+    group_of: np.ndarray  # (P,)
+    cell_participant: np.ndarray  # (n_cells,)
+    cell_condition: np.ndarray  # (n_cells,)
+    row_cell: np.ndarray  # (n,)
+    row_x: np.ndarray  # (n,) index into x_values
+    x_values: np.ndarray  # (n_x,) design values (one dummy value without a design column)
+    y: np.ndarray  # (n,)
+    line: np.ndarray  # (n,) line of each row in its file (or its index)
+    response: str
+    design_column: str | None
+    units: str
+
+    @property
+    def n(self) -> int:
+        return int(self.y.size)
+
+    @property
+    def group_contrasts(self) -> list[str]:
+        return [f"{g} - {self.groups[0]}" for g in self.groups[1:]]
+
+    @property
+    def condition_contrasts(self) -> list[str]:
+        return [f"{c} - {self.conditions[0]}" for c in self.conditions[1:]]
+
+    def rows(self, what: str) -> np.ndarray:
+        """Per-row labels: ``participant``, ``group`` or ``condition``."""
+        p = self.cell_participant[self.row_cell]
+        if what == "participant":
+            return np.asarray(self.participants)[p]
+        if what == "group":
+            return np.asarray(self.groups)[self.group_of[p]]
+        return np.asarray(self.conditions)[self.cell_condition[self.row_cell]]
+
+
+def _order(found, reference, what) -> tuple[str, ...]:
+    found = sorted({str(f) for f in found})
+    if reference is None:
+        return tuple(found)
+    if reference not in found:
+        raise ValueError(f"reference_{what}: '{reference}' is not among the data's {what}s "
+                         f"{found}")
+    return (reference,) + tuple(f for f in found if f != reference)
+
+
+def _column(ds: xr.Dataset, name: str, n: int, default: str | None = None) -> np.ndarray:
+    if name in ds.variables:
+        return np.asarray(ds[name].values).reshape(-1)
+    if default is not None:
+        return np.full(n, default)
+    raise ValueError(f"data: column '{name}' missing (have {sorted(map(str, ds.variables))})")
+
+
+def code_data(paradigm: Paradigm, data: xr.Dataset, reference_group: str | None = None,
+              reference_condition: str | None = None) -> Coded:
+    """Code a data set (one dimension, one entry per row; e.g. from
+    ``cpsych.fit.data.read_data``) for :func:`hierarchical_model`. Missing ``group`` or
+    ``condition`` columns mean one level, ``"all"``."""
+    fmt = _format(paradigm)
+    if not isinstance(data, xr.Dataset):
+        raise TypeError(f"data: expected an xarray.Dataset (read the CSV with "
+                        f"cpsych.fit.data.read_data), got {type(data).__name__}")
+    if len(data.dims) != 1:
+        raise ValueError(f"data: expected one dimension (one entry per row), got "
+                         f"{dict(data.sizes)}")
+    n = int(next(iter(data.sizes.values())))
+    if n == 0:
+        raise ValueError("data: no rows")
+    part = _column(data, "participant", n).astype(str)
+    grp = _column(data, "group", n, "all").astype(str)
+    cond = _column(data, "condition", n, "all").astype(str)
+    y = np.asarray(_column(data, fmt.response, n), float)
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"data: column '{fmt.response}' has {int(np.sum(~np.isfinite(y)))} "
+                         "non-finite values (nothing is dropped silently: remove those rows)")
+    design_col = next(iter(fmt.design_options), None)
+    if design_col is not None:
+        x = np.asarray(_column(data, design_col, n), float)
+        x_values, row_x = np.unique(x, return_inverse=True)
+    else:
+        x_values, row_x = np.zeros(1), np.zeros(n, int)
+    participants = tuple(sorted({str(p) for p in part}))
+    groups = _order(grp, reference_group, "group")
+    conditions = _order(cond, reference_condition, "condition")
+    pidx = {p: i for i, p in enumerate(participants)}
+    gidx = {g: i for i, g in enumerate(groups)}
+    cidx = {c: i for i, c in enumerate(conditions)}
+    group_of = np.full(len(participants), -1)
+    for p, g in zip(part, grp, strict=True):
+        if group_of[pidx[p]] not in (-1, gidx[g]):
+            raise ValueError(f"data: participant '{p}' is in groups "
+                             f"'{groups[group_of[pidx[p]]]}' and '{g}'")
+        group_of[pidx[p]] = gidx[g]
+    cells = {}
+    row_cell = np.empty(n, int)
+    for r, (p, c) in enumerate(zip(part, cond, strict=True)):
+        row_cell[r] = cells.setdefault((pidx[p], cidx[c]), len(cells))
+    cell_pc = np.asarray(list(cells), int).reshape(-1, 2)
+    line = np.asarray(data["line"].values if "line" in data.variables else np.arange(n) + 2)
+    units = str(data[fmt.response].attrs.get("units", fmt.columns.get(fmt.response, "")))
+    return Coded(participants, groups, conditions, group_of, cell_pc[:, 0], cell_pc[:, 1],
+                 row_cell, np.asarray(row_x, int), np.asarray(x_values, float), y, line,
+                 fmt.response, design_col, units)
+
+
+def _format(paradigm: Paradigm):
+    if paradigm.data is None:
+        raise ValueError(f"paradigm: {paradigm.name} has no data format (Paradigm.data); it "
+                         "cannot be fitted to data")
+    return paradigm.data
+
+
+# ----------------------------------------------------------------------------- prediction
+def _invert(match: jax.Array, readout: jax.Array, x: jax.Array) -> jax.Array:
+    """``readout`` where ``match`` (a curve over the design grid) equals ``x``.
+
+    The curve is made non-decreasing (running maximum, plus a 1e-9 ramp so knots never tie)
+    and inverted by linear interpolation; beyond its ends it is extended along its overall
+    chord, its slope bounded to [1/2, 3] (finite, non-zero gradients for NUTS; the read-out
+    and the matched read-out share their units, e.g. forces, so a chord outside these bounds
+    means a curve too flat to invert, as when an agent cannot feel its own force).
+    """
+    m = jax.lax.cummax(match) + 1e-9 * jnp.arange(match.shape[0])
+    y = jnp.interp(x, m, readout)
+    slope = jnp.clip((readout[-1] - readout[0]) / jnp.maximum(m[-1] - m[0], 1e-9), 0.5, 3.0)
+    y = jnp.where(x > m[-1], readout[-1] + slope * (x - m[-1]), y)
+    return jnp.where(x < m[0], readout[0] + slope * (x - m[0]), y)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Predictor:
+    """``predict(values) -> (n_x,)``: the paradigm's prediction of the response at each design
+    value ``x_values``, from the free parameters' ``values`` (a dict of scalars, traceable);
+    the other parameters at ``preset``."""
+
+    paradigm: Paradigm
+    free: tuple[str, ...]
+    preset: str
+    x_values: np.ndarray
+
+    def __call__(self, values: Mapping[str, jax.Array]) -> jax.Array:
+        fmt = _format(self.paradigm)
+        params = {k: jnp.asarray(v, float) for k, v in self.paradigm.params(self.preset).items()}
+        params.update({k: jnp.asarray(v, float) for k, v in values.items()})
+        ro = fmt.predicted_by
+        design_col = next(iter(fmt.design_options), None)
+        x = jnp.asarray(self.x_values, float)
+        if design_col is None:
+            out = self.paradigm.simulate(params, dict(self.paradigm.design), None)
+            return jnp.broadcast_to(jnp.asarray(out[ro], float), x.shape)
+        option = fmt.design_options[design_col]
+        if fmt.match:
+            design = {**self.paradigm.design, option: tuple(fmt.match_grid)}
+            out = self.paradigm.simulate(params, design, None)
+            return _invert(jnp.asarray(out[fmt.match], float), jnp.asarray(out[ro], float), x)
+        design = {**self.paradigm.design, option: tuple(float(v) for v in self.x_values)}
+        return jnp.asarray(self.paradigm.simulate(params, design, None)[ro], float)
+
+    def batch(self) -> Callable[[jax.Array], jax.Array]:
+        """Compiled ``theta (B, K) -> (B, n_x)``."""
+        return jax.jit(jax.vmap(lambda th: self(dict(zip(self.free, th, strict=True)))))
+
+
+def make_predictor(paradigm: Paradigm, free: Sequence[str], preset: str,
+                   x_values: Sequence[float]) -> Predictor:
+    """The :class:`Predictor` of ``paradigm`` (checks the free names and the data format)."""
+    fmt = _format(paradigm)
+    for name in free:
+        paradigm.parameter(name)
+    paradigm.params(preset)
+    for name in (fmt.predicted_by, *((fmt.match,) if fmt.match else ())):
+        paradigm.readout(name)
+    if fmt.match and not fmt.match_grid:
+        raise ValueError(f"paradigm: {paradigm.name}'s data format names match='{fmt.match}' "
+                         "without a match_grid")
+    return Predictor(paradigm, tuple(free), preset, np.asarray(x_values, float))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Emulated:
+    """An emulator of a :class:`Predictor` over the free parameters, with its measured error.
+
+    ``error`` holds ``max_abs`` and ``rms`` (response units) of emulated minus simulated
+    predictions at ``n_check`` random points inside the grid, and ``build_s`` the seconds the
+    grid took.
+    """
+
+    emulator: GridEmulator
+    predictor: Predictor
+    error: dict[str, float]
+
+    def __call__(self, theta: jax.Array) -> jax.Array:
+        return self.emulator(theta)
+
+
+def parameter_range(paradigm: Paradigm, name: str, span: float = 1.75) -> tuple[float, float]:
+    """Prior mean +- ``span`` prior SDs, clipped to the parameter's bounds."""
+    p = paradigm.parameter(name)
+    (m, s), (lo, hi) = p.prior, p.bounds
+    return max(m - span * s, lo), min(m + span * s, hi)
+
+
+def default_knots(n_free: int) -> int:
+    """Knots per dimension of the default emulator grid: 25, 11, 7, then 5."""
+    return {1: 25, 2: 11, 3: 7}.get(n_free, 5)
+
+
+def build_emulator(predictor: Predictor, knots: int | Sequence[int] | None = None,
+                   span: float = 1.75,
+                   n_check: int = 12, seed: int = 0, progress: bool = True) -> Emulated:
+    """Simulate ``predictor`` on a grid over its free parameters (:func:`cpsych.sweep.sweep`)
+    and interpolate it (:func:`~cpsych.fit.emulator.grid_emulator`); measure the error."""
+    from ..sweep import make_grid, sweep
+
+    free = predictor.free
+    knots = default_knots(len(free)) if knots is None else knots
+    knots = [int(knots)] * len(free) if np.ndim(knots) == 0 else [int(k) for k in knots]
+    if len(knots) != len(free) or min(knots) < 3:
+        raise ValueError(f"knots: expected one integer >= 3 per free parameter {free}, got "
+                         f"{knots}")
+    axes = {name: np.linspace(*parameter_range(predictor.paradigm, name, span), k)
+            for name, k in zip(free, knots, strict=True)}
+    t0 = time.perf_counter()
+
+    def simulate(params, key):
+        return {"prediction": predictor(params)}
+
+    ds = sweep(simulate, make_grid(axes), {"prediction": {"dims": ("x",)}}, progress=progress,
+               description=f"cpsych.fit emulator of {predictor.paradigm.name}",
+               coords={"x": predictor.x_values})
+    table = ds["prediction"].transpose(*free, "x").values.copy()
+    n_filled = _fill_non_finite(table, len(free))
+    if n_filled == table[..., 0].size:
+        raise ValueError(f"emulator: the simulation of {predictor.paradigm.name} is non-finite "
+                         f"at every knot of {axes}")
+    emu = grid_emulator([axes[n] for n in free], table, free)
+    build = time.perf_counter() - t0
+    rng = np.random.default_rng(seed)
+    lo = np.array([axes[n][0] for n in free])
+    hi = np.array([axes[n][-1] for n in free])
+    pts = rng.uniform(lo, hi, (n_check, len(free)))
+    direct = np.asarray(predictor.batch()(jnp.asarray(pts)))
+    diff = np.asarray(emu(jnp.asarray(pts))) - direct
+    ok = np.isfinite(diff)
+    error = {"max_abs": float(np.max(np.abs(diff[ok]))) if ok.any() else math.nan,
+             "rms": float(np.sqrt(np.mean(diff[ok] ** 2))) if ok.any() else math.nan,
+             "n_check": int(n_check), "build_s": build, "knots": ",".join(map(str, knots)),
+             "n_points": int(np.prod(knots)), "n_filled": int(n_filled)}
+    if n_filled:
+        warnings.warn(f"emulator: {n_filled} of {int(np.prod(knots))} knots had a non-finite "
+                      "simulation (diverged); they take the value of the nearest finite knot",
+                      FitWarning, stacklevel=2)
+    return Emulated(emu, predictor, error)
+
+
+def _fill_non_finite(table: np.ndarray, ndim: int) -> int:
+    """Replace knots with any non-finite value by the nearest (in index space) finite knot."""
+    shape = table.shape[:ndim]
+    flat = table.reshape(int(np.prod(shape)), -1)
+    bad = ~np.all(np.isfinite(flat), axis=1)
+    if not bad.any() or bad.all():
+        return int(bad.sum())
+    idx = np.stack(np.unravel_index(np.arange(flat.shape[0]), shape), -1)
+    good = np.flatnonzero(~bad)
+    for i in np.flatnonzero(bad):
+        j = good[np.argmin(np.sum((idx[good] - idx[i]) ** 2, axis=1))]
+        flat[i] = flat[j]
+    table[...] = flat.reshape(table.shape)
+    return int(bad.sum())
+
+
+# ----------------------------------------------------------------------------- the model
+def hierarchical_model(coded: Coded, predict_cells: Callable[[jax.Array], jax.Array],
+                       prior_loc: np.ndarray, prior_scale: np.ndarray, obs_scale: float,
+                       group_effect: bool = True, likelihood: str = "gaussian",
+                       y: jax.Array | None = None) -> None:
+    """numpyro model of the module docstring; ``predict_cells(theta (cells, K)) ->
+    (cells, n_x)``; ``y=None`` samples the responses."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    K = prior_loc.size
+    P, G, C = len(coded.participants), len(coded.groups), len(coded.conditions)
+    loc, scale = jnp.asarray(prior_loc), jnp.asarray(prior_scale)
+    mu = numpyro.sample("mu", dist.Normal(loc, scale).to_event(1))
+    if group_effect and G > 1:
+        delta = numpyro.sample("delta", dist.Normal(0.0, scale).expand([G - 1, K]).to_event(2))
+        offsets = jnp.concatenate([jnp.zeros((1, K)), delta])
+    else:
+        offsets = jnp.zeros((G, K))
+    numpyro.deterministic("group_mean", mu + offsets)
+    sigma = numpyro.sample("sigma", dist.HalfNormal(scale / 2).to_event(1))
+    z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([P, K]).to_event(2))
+    theta = numpyro.deterministic("theta", mu + offsets[coded.group_of] + sigma * z)
+    if C > 1:
+        beta = numpyro.sample("beta", dist.Normal(0.0, scale).expand([C - 1, K]).to_event(2))
+        cond = jnp.concatenate([jnp.zeros((1, K)), beta])
+    else:
+        cond = jnp.zeros((1, K))
+    cells = theta[coded.cell_participant] + cond[coded.cell_condition]
+    mean = predict_cells(cells)[coded.row_cell, coded.row_x]
+    sigma_obs = numpyro.sample("sigma_obs", dist.HalfNormal(obs_scale))
+    if likelihood == "student":
+        nu = numpyro.sample("nu", dist.Gamma(2.0, 0.1))
+        d = dist.StudentT(nu, mean, sigma_obs)
+    else:
+        d = dist.Normal(mean, sigma_obs)
+    with numpyro.plate("obs", coded.n):
+        numpyro.sample(coded.response, d, obs=y)
+
+
+def _dims(coded: Coded) -> dict[str, list[str]]:
+    return {"mu": ["parameter"], "sigma": ["parameter"],
+            "delta": ["group_contrast", "parameter"], "group_mean": ["group", "parameter"],
+            "z": ["participant", "parameter"], "theta": ["participant", "parameter"],
+            "beta": ["condition_contrast", "parameter"], coded.response: ["obs"]}
+
+
+def _coords(coded: Coded, free) -> dict[str, Any]:
+    return {"parameter": list(free), "group": list(coded.groups),
+            "group_contrast": coded.group_contrasts,
+            "condition_contrast": coded.condition_contrasts,
+            "participant": list(coded.participants), "obs": np.arange(coded.n)}
+
+
+# ----------------------------------------------------------------------------- results
+@dataclasses.dataclass
+class FitResult:
+    """A fit: ``idata`` (:class:`arviz.InferenceData`), the diagnostics and their warnings.
+
+    ``idata.posterior`` has ``mu``, ``sigma`` (parameter), ``delta`` (group_contrast,
+    parameter), ``group_mean`` (group, parameter), ``theta``, ``z`` (participant, parameter),
+    ``beta`` (condition_contrast, parameter), ``sigma_obs`` (and ``nu``);
+    ``log_likelihood``, ``posterior_predictive`` and ``observed_data`` have the response
+    over ``obs``; ``constant_data`` the participant, group, condition, design value and file
+    line of every row. Attributes of ``idata.posterior`` record the paradigm, the free
+    parameters, the preset, the model options and the emulator's error.
+    """
+
+    idata: Any
+    coded: Coded | None = None
+    emulated: Emulated | None = None
+    diagnostics: dict[str, float] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.idata.posterior.attrs)
+
+    @property
+    def free(self) -> tuple[str, ...]:
+        return tuple(str(p) for p in self.idata.posterior["parameter"].values)
+
+    def summary(self, **kw) -> Any:
+        """``az.summary`` of the group-level parameters and the participants' ``theta``."""
+        import arviz as az
+
+        names = [v for v in (*GROUP_VARS, "theta") if v in self.idata.posterior]
+        return az.summary(self.idata, var_names=names, **kw)
+
+    def save(self, out: str | Path, figures: bool = True) -> dict[str, Path]:
+        """Write ``out/fit.nc`` (netCDF, ``arviz.from_netcdf``), ``out/summary.csv`` and the
+        figures ``out/{traces,groups,predictive}.{pdf,png}``."""
+        from ..results import atomic_path
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        with atomic_path(out / "fit.nc") as tmp:
+            self.idata.to_netcdf(str(tmp), engine="netcdf4")
+        paths["fit"] = out / "fit.nc"
+        with atomic_path(out / "summary.csv") as tmp:
+            self.summary().to_csv(tmp, index_label="variable")
+        paths["summary"] = out / "summary.csv"
+        if figures:
+            from ..plotting import save_figure
+            from . import figures as F
+
+            for name, make in (("traces", F.plot_traces), ("groups", F.plot_groups),
+                               ("predictive", F.plot_predictive)):
+                paths[name] = save_figure(make(self.idata), out / name)[1]
+        return paths
+
+
+def load_result(path: str | Path) -> FitResult:
+    """Read a fit written by :meth:`FitResult.save` (a directory or its ``fit.nc``)."""
+    import arviz as az
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "fit.nc"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such fit (expected a directory written by "
+                                "cpsych fit, holding fit.nc)")
+    idata = az.from_netcdf(str(path), engine="netcdf4")
+    a = idata.posterior.attrs
+    diag = {k: float(a[k]) for k in ("max_r_hat", "min_ess_bulk", "divergences",
+                                     "max_pareto_k") if k in a}
+    return FitResult(idata, diagnostics=diag,
+                     warnings=[w for w in str(a.get("warnings", "")).split("\n") if w])
+
+
+def diagnose(idata, emulator_error: float | None = None,
+             noise: float | None = None) -> tuple[dict[str, float], list[str]]:
+    """R-hat, bulk ESS, divergences and Pareto k of a posterior, with the warnings (numbers
+    included) for R-hat > 1.01, any divergence, bulk ESS < 400 and Pareto k > 0.7."""
+    import arviz as az
+
+    post = idata.posterior
+    names = [v for v in (*GROUP_VARS, "theta") if v in post]
+    out: dict[str, float] = {}
+    msgs = []
+    if post.sizes["chain"] > 1:
+        rhat = az.rhat(idata, var_names=names)
+        ess = az.ess(idata, var_names=names, method="bulk")
+        worst = max(names, key=lambda v: float(rhat[v].max()))
+        out["max_r_hat"] = float(rhat[worst].max())
+        low = min(names, key=lambda v: float(ess[v].min()))
+        out["min_ess_bulk"] = float(ess[low].min())
+        if out["max_r_hat"] > R_HAT_MAX:
+            msgs.append(f"R-hat {out['max_r_hat']:.3f} > {R_HAT_MAX} (worst: {worst}); the "
+                        "chains disagree: run longer or check the data")
+        if out["min_ess_bulk"] < ESS_MIN:
+            msgs.append(f"bulk ESS {out['min_ess_bulk']:.0f} < {ESS_MIN} (lowest: {low}); "
+                        "draw more")
+    if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
+        out["divergences"] = float(idata.sample_stats["diverging"].sum())
+        if out["divergences"] > 0:
+            msgs.append(f"{out['divergences']:.0f} divergent transitions; raise target_accept "
+                        "or reparameterise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loo = az.loo(idata, pointwise=True)
+    k = np.asarray(loo.pareto_k)
+    out["max_pareto_k"] = float(np.nanmax(k))
+    out["elpd_loo"] = float(loo.elpd_loo)
+    out["n_pareto_k_bad"] = float(np.sum(k > PARETO_K_MAX))
+    if out["n_pareto_k_bad"]:
+        msgs.append(f"Pareto k > {PARETO_K_MAX} for {out['n_pareto_k_bad']:.0f} of {k.size} "
+                    f"observations (max {out['max_pareto_k']:.2f}): PSIS-LOO is unreliable "
+                    "there")
+    if emulator_error is not None and noise is not None and emulator_error > 0.5 * noise:
+        msgs.append(f"emulator error {emulator_error:.3g} exceeds half the observation noise "
+                    f"{noise:.3g}: use more knots or emulator=None")
+    return out, msgs
+
+
+def _nuts(model, kwargs, chains, warmup, draws, seed, target_accept, progress):
+    from numpyro.infer import MCMC, NUTS, init_to_median
+
+    kern = NUTS(model, target_accept_prob=target_accept, init_strategy=init_to_median())
+    mcmc = MCMC(kern, num_warmup=warmup, num_samples=draws, num_chains=chains,
+                chain_method="vectorized", progress_bar=progress)
+    mcmc.run(jax.random.PRNGKey(seed), **kwargs, extra_fields=("diverging", "num_steps"))
+    return mcmc
+
+
+def _map_laplace(model, kwargs, draws, seed, starts, steps):
+    """Best-of-``starts`` L-BFGS MAP in numpyro's unconstrained space, then Laplace draws."""
+    from jax.flatten_util import ravel_pytree
+    from numpyro.infer import init_to_median, init_to_uniform
+    from numpyro.infer.util import initialize_model
+
+    from ..optimise import lbfgs
+
+    best, losses = None, []
+    for s in range(starts):
+        strategy = init_to_median() if s == 0 else init_to_uniform(radius=2.0)
+        info = initialize_model(jax.random.PRNGKey(seed + s), model, model_kwargs=kwargs,
+                                init_strategy=strategy)
+        pot = info.potential_fn
+        try:
+            res = lbfgs(pot, info.param_info.z, max_iter=steps, tol=1e-6)
+        except FloatingPointError:
+            losses.append(math.inf)
+            continue
+        value = float(pot(res.x))
+        losses.append(value)
+        if best is None or value < best[0]:
+            best = (value, res, info)
+    if best is None:
+        raise FloatingPointError("map: every start diverged (non-finite objective)")
+    value, res, info = best
+    flat, unravel = ravel_pytree(res.x)
+    hess = jax.hessian(lambda f: info.potential_fn(unravel(f)))(flat)
+    hess = 0.5 * (hess + hess.T)
+    w, V = np.linalg.eigh(np.asarray(hess))
+    w = np.maximum(w, 1e-8 * max(1.0, float(np.max(np.abs(w)))))
+    cov_sqrt = V / np.sqrt(w)
+    eps = np.random.default_rng(seed).standard_normal((draws, flat.size))
+    zs = np.asarray(flat)[None] + eps @ cov_sqrt.T
+    samples = jax.vmap(lambda f: info.postprocess_fn(unravel(f)))(jnp.asarray(zs))
+    mode = info.postprocess_fn(res.x)
+    return ({k: np.asarray(v) for k, v in samples.items()},
+            {k: np.asarray(v) for k, v in mode.items()}, losses, bool(res.converged))
+
+
+def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",), *,
+        preset: str = "control", group_effect: bool = True, likelihood: str = "gaussian",
+        emulator: str | Emulated | None = "auto", knots: int | Sequence[int] | None = None,
+        span: float = 1.75, method: str = "nuts", chains: int = 4, warmup: int = 500,
+        draws: int = 1000, seed: int = 0, starts: int = 4, steps: int = 500,
+        target_accept: float = 0.9, reference_group: str | None = None,
+        reference_condition: str | None = None, progress: bool = True,
+        verbose: bool = True) -> FitResult:
+    """Fit the ``free`` parameters of ``paradigm`` to ``data`` (see the module docstring).
+
+    Parameters
+    ----------
+    paradigm : a :class:`cpsych.Paradigm` or its registered name.
+    data : one row per observation, in the paradigm's data format (e.g.
+        ``cpsych.fit.data.read_data(path, paradigm)``).
+    free : names of the fitted parameters; the others stay at ``preset``.
+    group_effect : ``False``: one mean shared by every group (the comparison model).
+    likelihood : ``"gaussian"`` or ``"student"`` (Student-t: robust to outliers).
+    emulator : ``"auto"`` (build one with :func:`build_emulator`), an :class:`Emulated`
+        built before (same paradigm, free parameters, preset and design values), or
+        ``None`` (simulate inside the likelihood).
+    knots, span : emulator grid: knots per free parameter (default :func:`default_knots`),
+        prior SDs either side of the prior mean (clipped to the bounds).
+    method : ``"nuts"`` (posterior) or ``"map"`` (optax L-BFGS MAP, best of ``starts``, and
+        ``draws`` Laplace draws as one chain).
+    progress : tqdm bars (emulator grid, NUTS). ``verbose`` prints the diagnostics.
+
+    Returns
+    -------
+    FitResult. Diagnostics out of range also raise a :class:`FitWarning` (with numbers).
+    """
+    import arviz as az
+    from numpyro.infer import Predictive
+    from numpyro.infer import log_likelihood as numpyro_loglik
+
+    from .. import validation as val
+
+    paradigm = get_paradigm(paradigm) if isinstance(paradigm, str) else paradigm
+    val.check_type(paradigm, "paradigm", Paradigm, "a cpsych.Paradigm or a registered name")
+    free = tuple(free.split(",")) if isinstance(free, str) else tuple(free)
+    if not free or len(set(free)) != len(free):
+        raise ValueError(f"free: expected distinct parameter names, got {free}")
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    val.check_int(seed, "seed", minimum=0)
+    for name, v, lo in (("chains", chains, 1), ("warmup", warmup, 1), ("draws", draws, 4),
+                        ("starts", starts, 1), ("steps", steps, 1)):
+        val.check_int(v, name, minimum=lo)
+    val.check_bool(group_effect, "group_effect")
+    coded = code_data(paradigm, data, reference_group, reference_condition)
+    predictor = make_predictor(paradigm, free, preset, coded.x_values)
+    t0 = time.perf_counter()
+    emulated = None
+    if isinstance(emulator, Emulated):
+        e = emulator.predictor
+        if (e.paradigm is not paradigm or e.free != free or e.preset != preset
+                or not np.array_equal(e.x_values, coded.x_values)):
+            raise ValueError("emulator: built for another paradigm, free parameters, preset or "
+                             "set of design values; pass emulator='auto' to build one")
+        emulated = emulator
+    elif emulator == "auto":
+        emulated = build_emulator(predictor, knots, span, seed=seed, progress=progress)
+    elif emulator is not None:
+        raise ValueError(f"emulator: expected 'auto', None or an Emulated, got {emulator!r}")
+    predict_cells = emulated.emulator if emulated is not None else jax.vmap(
+        lambda th: predictor(dict(zip(free, th, strict=True))))
+    params = [paradigm.parameter(n) for n in free]
+    obs_scale = float(np.std(coded.y)) if coded.n > 1 and np.std(coded.y) > 0 else 1.0
+    kwargs = dict(coded=coded, predict_cells=predict_cells,
+                  prior_loc=np.array([p.prior[0] for p in params]),
+                  prior_scale=np.array([p.prior[1] for p in params]), obs_scale=obs_scale,
+                  group_effect=group_effect, likelihood=likelihood)
+    y = jnp.asarray(coded.y)
+    dims, coords = _dims(coded), _coords(coded, free)
+    t1 = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if method == "nuts":
+        mcmc = _nuts(hierarchical_model, {**kwargs, "y": y}, chains, warmup, draws, seed,
+                     target_accept, progress)
+        samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=False).items()}
+        n_chain = chains
+    else:
+        samples, mode, losses, converged = _map_laplace(hierarchical_model, {**kwargs, "y": y},
+                                                        draws, seed, starts, steps)
+        n_chain = 1
+        extra = {"map_losses": ",".join(f"{v:.4g}" for v in losses),
+                 "map_converged": int(converged)}
+    seconds = time.perf_counter() - t1
+    n_draw = next(iter(samples.values())).shape[0] // n_chain
+    pp = Predictive(hierarchical_model, posterior_samples=samples,
+                    return_sites=[coded.response])(jax.random.PRNGKey(seed + 1), **kwargs)
+    ll = numpyro_loglik(hierarchical_model, samples, **kwargs, y=y)
+
+    def chained(d):
+        return {k: np.asarray(v).reshape(n_chain, n_draw, *np.shape(v)[1:])
+                for k, v in d.items()}
+
+    keep_dims = {k: v for k, v in dims.items() if k in samples or k == coded.response}
+    groups = dict(posterior=chained(samples), posterior_predictive=chained(pp),
+                  log_likelihood=chained(ll), observed_data={coded.response: coded.y},
+                  constant_data={"participant_of_obs": coded.rows("participant"),
+                                 "group_of_obs": coded.rows("group"),
+                                 "condition_of_obs": coded.rows("condition"),
+                                 "x_of_obs": coded.x_values[coded.row_x],
+                                 "line_of_obs": coded.line,
+                                 "group_of_participant":
+                                     np.asarray(coded.groups)[coded.group_of]})
+    if method == "nuts":
+        ex = mcmc.get_extra_fields(group_by_chain=True)
+        groups["sample_stats"] = {"diverging": np.asarray(ex["diverging"], bool),
+                                  "n_steps": np.asarray(ex["num_steps"], int)}
+    cdims = {k: ["obs"] for k in groups["constant_data"]}
+    cdims["group_of_participant"] = ["participant"]
+    idata = az.from_dict(**groups, coords=coords, dims={**keep_dims, **cdims})
+    err = emulated.error if emulated is not None else {}
+    noise = float(np.median(samples["sigma_obs"]))
+    diag, msgs = diagnose(idata, err.get("max_abs"), noise)
+    attrs = {"paradigm": paradigm.name, "free": ",".join(free), "preset": preset,
+             "group_effect": int(group_effect), "likelihood": likelihood, "method": method,
+             "response": coded.response, "response_units": coded.units,
+             "design_column": str(coded.design_column or ""),
+             "reference_group": str(coded.groups[0]),
+             "reference_condition": str(coded.conditions[0]), "sampling_s": seconds,
+             "emulator": "grid" if emulated is not None else "direct simulator",
+             "setup_s": t1 - t0, **{f"emulator_{k}": v for k, v in err.items()},
+             **diag, **extra, "warnings": "\n".join(msgs)}
+    if emulated is not None:
+        attrs["emulator_" + "lows"] = ",".join(f"{k[0]:g}" for k in emulated.emulator.knots)
+        attrs["emulator_" + "highs"] = ",".join(f"{k[-1]:g}" for k in emulated.emulator.knots)
+    idata.posterior.attrs.update(attrs)
+    result = FitResult(idata, coded, emulated, diag, msgs)
+    if verbose:
+        print(describe(result))
+    for m in msgs:
+        warnings.warn(f"fit: {m}", FitWarning, stacklevel=2)
+    return result
+
+
+def describe(result: FitResult) -> str:
+    """A few lines: the model, the emulator's error, timings and diagnostics."""
+    a = result.attrs
+    lines = [f"fit {a['paradigm']}: free {a['free']} ({a['method']}, {a['likelihood']}, "
+             f"group effect {'on' if a['group_effect'] else 'off'})"]
+    if a.get("emulator") == "grid":
+        lines.append(f"  emulator: {a['emulator_n_points']} simulations "
+                     f"(knots {a['emulator_knots']}) in {a['emulator_build_s']:.1f} s; error vs "
+                     f"simulator at {a['emulator_n_check']} random points: max "
+                     f"{a['emulator_max_abs']:.3g}, RMS {a['emulator_rms']:.3g} "
+                     f"{a['response_units']}")
+    else:
+        lines.append("  predictions: direct simulation (no emulator)")
+    d = result.diagnostics
+    parts = [f"{a['sampling_s']:.1f} s"]
+    if "max_r_hat" in d:
+        parts.append(f"max R-hat {d['max_r_hat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}")
+    if "divergences" in d:
+        parts.append(f"{d['divergences']:.0f} divergences")
+    parts.append(f"elpd_loo {d['elpd_loo']:.1f}, max Pareto k {d['max_pareto_k']:.2f}")
+    lines.append("  " + "; ".join(parts))
+    lines += [f"  WARNING: {m}" for m in result.warnings]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- comparison
+def compare(fits: Mapping[str, Any]) -> Any:
+    """PSIS-LOO comparison (``az.compare``) of fits to the same data, best first.
+
+    ``fits`` maps names to :class:`FitResult`, ``InferenceData`` or fit directories. Returns
+    a ``pandas.DataFrame`` whose first column ``model`` is the name, then ``elpd_loo``,
+    ``se``, ``elpd_diff``, ``dse``, ``weight``, ``p_loo``, ``rank``, ``warning`` and
+    ``scale``.
+    """
+    import arviz as az
+
+    if len(fits) < 2:
+        raise ValueError(f"fits: compare needs at least two fits, got {len(fits)}")
+    loaded = {}
+    n_obs = {}
+    for name, f in fits.items():
+        if isinstance(f, str | Path):
+            f = load_result(f)
+        idata = f.idata if isinstance(f, FitResult) else f
+        loaded[str(name)] = idata
+        n_obs[str(name)] = int(idata.observed_data.sizes["obs"])
+    if len(set(n_obs.values())) != 1:
+        raise ValueError(f"fits: they were fitted to different data (observations: {n_obs}); "
+                         "LOO compares fits of the same data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = az.compare(loaded, ic="loo")
+    table = table.reset_index(names="model")
+    cols = ["model", "elpd_loo", "se", "elpd_diff", "dse", "weight", "p_loo", "rank",
+            "warning"]
+    return table[[c for c in cols if c in table.columns]
+                 + [c for c in table.columns if c not in cols]]
+
+
+# ----------------------------------------------------------------------------- synthetic
+def synthetic_data(paradigm: Paradigm | str, free: Sequence[str], theta: np.ndarray,
+                   groups: Sequence[str] | None = None, x_values: Sequence[float] | None = None,
+                   noise_sd: float = 0.1, repeats: int = 1, preset: str = "control",
+                   seed: int = 0, clip: tuple[float, float] | None = None) -> xr.Dataset:
+    """Synthetic participants from the *direct* simulator (not an emulator).
+
+    ``theta`` is ``(P, K)``: participant ``i``'s values of the ``free`` parameters. Each
+    participant responds ``repeats`` times at every design value ``x_values`` (default: the
+    paradigm's default design), with Gaussian noise of SD ``noise_sd`` (response units),
+    clipped to ``clip`` (default: the response's plausible range). Returns the layout of
+    :func:`code_data` (dimension ``obs``) with ``theta_true`` (participant, parameter).
+    """
+    paradigm = get_paradigm(paradigm) if isinstance(paradigm, str) else paradigm
+    fmt = _format(paradigm)
+    theta = np.atleast_2d(np.asarray(theta, float))
+    P = theta.shape[0]
+    groups = list(groups) if groups is not None else ["all"] * P
+    if len(groups) != P:
+        raise ValueError(f"groups: expected {P} labels (one per participant), got {len(groups)}")
+    design_col = next(iter(fmt.design_options), None)
+    if x_values is None:
+        x_values = (np.asarray(paradigm.design[fmt.design_options[design_col]], float)
+                    if design_col else np.zeros(1))
+    pred = np.asarray(make_predictor(paradigm, free, preset, x_values).batch()(
+        jnp.asarray(theta)))
+    rng = np.random.default_rng(seed)
+    clip = clip or fmt.plausible.get(fmt.response, (-np.inf, np.inf))
+    rows: dict[str, list] = {"participant": [], "group": [], fmt.response: []}
+    if design_col:
+        rows[design_col] = []
+    width = len(str(P))
+    for i in range(P):
+        for _ in range(repeats):
+            for j, x in enumerate(np.asarray(x_values, float)):
+                rows["participant"].append(f"p{i + 1:0{width}d}")
+                rows["group"].append(groups[i])
+                if design_col:
+                    rows[design_col].append(x)
+                rows[fmt.response].append(float(np.clip(pred[i, j] + noise_sd * rng.normal(),
+                                                        *clip)))
+    ds = xr.Dataset({k: ("obs", np.asarray(v)) for k, v in rows.items()},
+                    attrs={"source": "synthetic (direct simulator)", "noise_sd": noise_sd,
+                           "seed": seed, "paradigm": paradigm.name})
+    ds[fmt.response].attrs["units"] = fmt.columns.get(fmt.response, "")
+    ds["theta_true"] = (("participant_true", "parameter"), theta)
+    ds = ds.assign_coords(parameter=list(free))
+    return ds
+
+
+def recovery(paradigm: Paradigm | str, free: Sequence[str], n_participants: int = 20, *,
+             spread: float = 1.0, noise_sd: float = 0.1, repeats: int = 2, seed: int = 0,
+             preset: str = "control", **fit_kw: Any) -> tuple[xr.Dataset, FitResult]:
+    """Parameter recovery: participants drawn from the direct simulator, fitted back.
+
+    True values: uniform on the prior mean +- ``spread`` prior SDs (clipped to the bounds),
+    independently per parameter. Returns a dataset with, per participant and parameter, the
+    truth, the posterior mean and 90 % interval; per parameter ``r`` (true vs posterior mean),
+    ``bias``, ``coverage90``; ``estimate_corr`` (parameter x parameter2: correlation of the
+    posterior means across participants) and ``posterior_corr`` (the mean over participants
+    of the posterior correlation between parameters: near +-1 means not separately
+    identifiable); and the fit.
+    """
+    paradigm = get_paradigm(paradigm) if isinstance(paradigm, str) else paradigm
+    free = tuple(free)
+    rng = np.random.default_rng(seed)
+    lo_hi = np.array([parameter_range(paradigm, n, spread) for n in free])
+    truth = rng.uniform(lo_hi[:, 0], lo_hi[:, 1], (n_participants, len(free)))
+    t0 = time.perf_counter()
+    data = synthetic_data(paradigm, free, truth, noise_sd=noise_sd, repeats=repeats,
+                          preset=preset, seed=seed + 1)
+    t_sim = time.perf_counter() - t0
+    res = fit(paradigm, data.drop_vars(["theta_true", "parameter"]), free, preset=preset,
+              seed=seed, **fit_kw)
+    th = res.idata.posterior["theta"]  # chain, draw, participant, parameter
+    flat = th.stack(sample=("chain", "draw")).transpose("sample", "participant", "parameter")
+    x = flat.values
+    est = x.mean(0)
+    q05, q95 = np.quantile(x, [0.05, 0.95], axis=0)
+    K = len(free)
+    r = [float(np.corrcoef(truth[:, k], est[:, k])[0, 1]) for k in range(K)]
+    bias = (est - truth).mean(0)
+    cover = ((truth >= q05) & (truth <= q95)).mean(0)
+    est_corr = np.corrcoef(est.T).reshape(K, K) if K > 1 else np.ones((1, 1))
+    post_corr = np.ones((K, K))
+    if K > 1:
+        post_corr = np.mean([np.corrcoef(x[:, i, :].T) for i in range(x.shape[1])], axis=0)
+    participants = [str(p) for p in th["participant"].values]
+    out = xr.Dataset(
+        {"true": (("participant", "parameter"), truth),
+         "mean": (("participant", "parameter"), est),
+         "q05": (("participant", "parameter"), q05), "q95": (("participant", "parameter"), q95),
+         "r": ("parameter", np.asarray(r)), "bias": ("parameter", bias),
+         "coverage90": ("parameter", cover),
+         "estimate_corr": (("parameter", "parameter2"), est_corr),
+         "posterior_corr": (("parameter", "parameter2"), post_corr)},
+        coords={"participant": participants, "parameter": list(free),
+                "parameter2": list(free)},
+        attrs={"paradigm": paradigm.name, "noise_sd": noise_sd, "repeats": repeats,
+               "spread_prior_sd": spread, "seed": seed, "simulate_s": t_sim,
+               **{k: v for k, v in res.attrs.items() if k.startswith("emulator_")
+                  or k in ("sampling_s", "method")}, **res.diagnostics})
+    return out, res
