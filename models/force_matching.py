@@ -271,8 +271,15 @@ def process() -> Process:
     ).validate()
 
 
-def model(params: Params | None = None) -> HDM:
-    """The agent's generative model, built from (possibly traced) precision parameters."""
+def model(params: Params | None = None, precision_curvature: str = "spm") -> HDM:
+    """The agent's generative model, built from (possibly traced) precision parameters.
+
+    ``precision_curvature`` (:attr:`cpsych.HDM.precision_curvature`): ``"spm"`` (default,
+    spm_ALAP's: no precision terms in the curvature) reproduces ALAP_demo_attenuation; like
+    SPM's own scheme it diverges under strong attenuation with weak priors (``h >= 7`` with
+    prior log-precision 2, ``h = 8`` with 4: forces of hundreds of N in SPM's scheme too);
+    ``"gauss-newton"`` stays stable there.
+    """
     params = Params() if params is None else params
     level = Level(
         g=_model_g, f=_model_f, n_x=2, n_v=2,
@@ -283,10 +290,8 @@ def model(params: Params | None = None) -> HDM:
     )
     log_pi_eta = jnp.stack([jnp.asarray(params.log_pi_self, float),
                             jnp.asarray(params.log_pi_ext, float)])
-    # spm_LAP's curvature (no precision terms) makes the recognition flow unstable under strong
-    # attenuation; the Gauss-Newton precision terms keep it stable (HDM.precision_curvature)
     return HDM(levels=(level,), eta=0.0, log_pi_eta=log_pi_eta, n=5, d=3, s=0.5,
-               precision_curvature="gauss-newton").validate()
+               precision_curvature=precision_curvature).validate()
 
 
 def priors(target: float | jax.Array, T: int = N_BINS) -> jax.Array:

@@ -15,7 +15,7 @@ One time bin ``t`` (``dt = 1``):
    generalised causes are integrated within a bin and only order 0 is re-read from the
    input), the external force in ``x``'s motion and at order 0 being the input's.
 3. Recognition (spm_LAP without the mean-field term): generalised errors ``E`` with the top
-   order of state motion zeroed, precision ``kron(R, diag(exp(p)))`` with the sensory
+   order of state motion zeroed (its rows kept in ``dE/du``), precision ``kron(R, diag(exp(p)))`` with the sensory
    log-precision ``8 - h tanh(v_self + x_self)`` at order 0; the gradient
    ``dE/du' Pi E + 1/2 E' dPi/du E - n/2 sum dp/du``, the curvature ``dE/du' Pi dE/du``
    (no precision terms), conditional covariance its inverse.
@@ -101,7 +101,7 @@ def simulate(prior_self: np.ndarray, external: np.ndarray, h: float = 6.0,
     out = {k: [] for k in ("x_process", "x", "x_var", "a")}
 
     # recognition errors E(u, y~, c~), affine; rows [ev (n, 4) order-major, ex (n, 2)]
-    def errors(u, y, c):
+    def errors(u, y, c, zero_top=False):
         xt = u[:n * nx].reshape(n, nx)
         vt = np.zeros((n, nv))
         vt[:d] = u[n * nx:].reshape(d, nv)
@@ -112,7 +112,8 @@ def simulate(prior_self: np.ndarray, external: np.ndarray, h: float = 6.0,
         f = vt - xt / 4.0
         Dx = np.vstack([xt[1:], np.zeros((1, nx))])
         ex = Dx - f
-        ex[-1] = 0.0  # top order of state motion not in the error
+        if zero_top:
+            ex[-1] = 0.0  # top order of state motion: out of the error, not of dE/du
         return np.concatenate([ev.ravel(), ex.ravel()])
 
     def jac(fun, z0):
@@ -140,7 +141,7 @@ def simulate(prior_self: np.ndarray, external: np.ndarray, h: float = 6.0,
         y = vg[:, :2]
         c = embed(U, n, t)[:d]  # (d, 2)
         # 3. recognition
-        E = errors(mu, y, c.ravel())
+        E = errors(mu, y, c.ravel(), zero_top=True)
         dEdu = jac(lambda u: errors(u, y, c.ravel()), mu)
         dEdy = jac(lambda yy: errors(mu, yy.reshape(n, ny), c.ravel()), y.ravel())
         dEdc = jac(lambda cc: errors(mu, y, cc), c.ravel())
