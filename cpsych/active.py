@@ -258,7 +258,7 @@ def _sensations(process: Process, n: int, xg: jax.Array, a: jax.Array, e: jax.Ar
 
 def active_flow(process: Process, model: HDM, action_mask: jax.Array,
                 kappa_a: float | jax.Array, log_pi_a: float | jax.Array,
-                action_motion: str = "history", world: str = "generalised"):
+                action_motion: str = "history", world: str = "instant"):
     """The joint flow of the world, the agent's expectations and action.
 
     Returns a flow for :func:`cpsych.integrator.integrate` with inputs ``(e~, eta~)``: the
@@ -274,8 +274,11 @@ def active_flow(process: Process, model: HDM, action_mask: jax.Array,
     the causes' integrated higher orders in ``y~``) and moving within the bin with their own
     motion, ``o^(k)`` with ``g_x x^(k+1) + g_v v^(k+1) + z^(k+1)`` and ``x^(k)`` with
     ``f_x x^(k) + f_v v^(k) + w^(k)`` (plus ``f_a a`` at order 0); the agent reads the
-    sensations ``y~`` as data. ``"instant"``: ``z = [x_G, u, a]``, the sensations an
-    instantaneous function of the world's state, action and inputs.
+    sensations ``y~`` as data. ``"instant"`` (default): ``z = [x_G, u, a]``, the sensations an
+    instantaneous function of the world's state, action and inputs: the loop from action
+    through the world back to action is then exact at order 0, which keeps stiff action
+    stable (a reaching agent with action precision ``exp(4)`` settles at its set point; under
+    ``"generalised"`` it oscillates and diverges).
     """
     validation.check_choice(world, "world", WORLDS)
     n = model.n
@@ -400,7 +403,7 @@ def active_flow(process: Process, model: HDM, action_mask: jax.Array,
     return flow
 
 
-def world_size(process: Process, model: HDM, world: str = "generalised") -> int:
+def world_size(process: Process, model: HDM, world: str = "instant") -> int:
     """Length of the world's part of the integrated state: ``n (n_y + n_vG + n_xG)`` for
     ``world="generalised"`` (its generalised outputs and states), ``n_xG`` for
     ``"instant"``."""
@@ -409,7 +412,7 @@ def world_size(process: Process, model: HDM, world: str = "generalised") -> int:
     return process.n_x
 
 
-def initial_state(process: Process, model: HDM, world: str = "generalised") -> jax.Array:
+def initial_state(process: Process, model: HDM, world: str = "instant") -> jax.Array:
     """``z`` at the first bin: the world at rest in its initial state ``x0``, the agent's
     expectations at :func:`cpsych.filtering.init`, action 0."""
     x0 = jnp.asarray(process.x0, float)
@@ -425,7 +428,7 @@ def initial_state(process: Process, model: HDM, world: str = "generalised") -> j
 def simulate_core(process: Process, model: HDM, e_gen: jax.Array, eta_gen: jax.Array,
                   action_mask: jax.Array, kappa_a: float | jax.Array,
                   log_pi_a: float | jax.Array, action_motion: str = "history",
-                  world: str = "generalised") -> ActiveOutput:
+                  world: str = "instant") -> ActiveOutput:
     """Jointly integrate world, recognition and action from embedded inputs (pure JAX).
 
     Parameters
@@ -449,7 +452,7 @@ def run(process: Process, model: HDM, causes: jax.Array | None, priors: jax.Arra
         z: jax.Array | None = None, w: jax.Array | None = None,
         action_mask: jax.Array | None = None, kappa_a: float | jax.Array = 1.0,
         log_pi_a: float | jax.Array = -2.0, action_motion: str = "history",
-        world: str = "generalised") -> ActiveOutput:
+        world: str = "instant") -> ActiveOutput:
     """Active inference on plain arrays: the traceable entry point (jit, vmap and grad work).
 
     Embeds the inputs itself and runs :func:`simulate_core`; no validation and no labels
@@ -467,9 +470,10 @@ def run(process: Process, model: HDM, causes: jax.Array | None, priors: jax.Arra
     kappa_a, log_pi_a : rate of action and log-precision of its prior.
     action_motion : ``"history"`` (default; SPM: action's generalised motion from its recent
         history) or ``"zero"`` (action's motion within a bin taken as zero). Static.
-    world : ``"generalised"`` (default; SPM: the world's generalised sensations and states
-        integrated with the rest within each bin) or ``"instant"`` (the sensations an
-        instantaneous function of the world's state). Static; see :func:`active_flow`.
+    world : ``"instant"`` (default: the sensations an instantaneous function of the world's
+        state) or ``"generalised"`` (spm_ALAP/spm_ADEM: the world's generalised sensations
+        and states integrated with the rest within each bin). Static; see
+        :func:`active_flow`.
 
     Returns
     -------
@@ -541,7 +545,7 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
              key: jax.Array | None = None, action_mask: Any = None, kappa_a: float = 1.0,
              log_pi_a: float = -2.0, noise: bool = True, time: Any = None,
              time_units: str = "bin", on_divergence: str = "raise",
-             action_motion: str = "history", world: str = "generalised") -> xr.Dataset:
+             action_motion: str = "history", world: str = "instant") -> xr.Dataset:
     """Simulate an agent acting on a process (active inference, SPEC 4).
 
     Parameters
@@ -573,10 +577,11 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
     action_motion : {"history", "zero"}
         Action's generalised motion: the Taylor embedding of its recent history, as spm_ALAP
         (default), or zero within a bin.
-    world : {"generalised", "instant"}
-        The world's generalised sensations and states integrated with the agent within a bin,
-        as spm_ALAP/spm_ADEM (default), or its sensations an instantaneous function of its
-        state (:func:`active_flow`).
+    world : {"instant", "generalised"}
+        The world's sensations an instantaneous function of its state (default), or its
+        generalised sensations and states integrated with the agent within a bin, as
+        spm_ALAP/spm_ADEM (:func:`active_flow`; less stable under stiff action: a reaching
+        agent with action precision ``exp(4)`` oscillates and diverges).
 
     Returns
     -------

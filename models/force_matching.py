@@ -332,7 +332,8 @@ def simulate_trial(params: Params, self_target: float | jax.Array,
     z, w = (None, None) if key is None else draw_noise(proc, key, T, 0.5)
     mask = jnp.stack([jnp.exp(jnp.asarray(params.log_pi_action, float)), 0.0])
     return active_run(proc, mdl, ext[None, :], priors(self_target, T), z=z, w=w,
-                      action_mask=mask, kappa_a=params.kappa_a, log_pi_a=-2.0)
+                      action_mask=mask, kappa_a=params.kappa_a, log_pi_a=-2.0,
+                      world="generalised")
 
 
 def confident(mean: jax.Array, var: jax.Array) -> jax.Array:
