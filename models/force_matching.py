@@ -91,6 +91,11 @@ the stretch receptors). The default ``log_pi_action = 0`` is SPM's ``G(1).U = [e
 (slope 1.18 at -1) but the agent then produces too little force (0.24 N at the 0.5 N target,
 1.3 N at 1 N), and higher values flatten it (slope 1.06 at 1, 1.02 at 2).
 
+The trials run spm_ALAP's scheme: the world integrated in generalised coordinates with the
+agent (:func:`cpsych.active.active_flow`, ``world="generalised"``) and spm_ALAP's curvature
+(``precision_curvature="spm"``); noise off, they equal an independent re-derivation of
+spm_ALAP for ALAP_demo_attenuation (``tests/spm_alap_oracle.py``) to 5e-14.
+
 Everything below :func:`trial` is pure JAX: the process and model are built from the (possibly
 traced) parameters, so trials can be ``jax.jit``-ed, ``jax.vmap``-ed over parameters and
 targets, and differentiated.
