@@ -53,11 +53,14 @@ from .results import check_finite_result
 
 __all__ = ["Process", "ActiveOutput", "active_flow", "simulate", "simulate_core", "run",
            "draw_noise", "check_inputs", "ACTION_MOTIONS", "action_history_operator",
-           "action_memory"]
+           "action_memory", "WORLDS", "world_size", "initial_state"]
 
 #: Choices of ``action_motion``: action's generalised motion from its recent history (SPM) or
 #: zero within a bin.
 ACTION_MOTIONS = ("history", "zero")
+#: Choices of ``world``: the world's generalised outputs and states integrated with the rest
+#: (SPM) or its sensations an instantaneous function of its state (see :func:`active_flow`).
+WORLDS = ("generalised", "instant")
 
 ProcessFn = Callable[[jax.Array, jax.Array, jax.Array, Any], jax.Array]
 
@@ -209,7 +212,8 @@ def action_memory(process: Process, model: HDM, action_motion: str = "history"):
 
 
 def _sensations(process: Process, n: int, xg: jax.Array, a: jax.Array, e: jax.Array,
-                a_hi: jax.Array | None = None):
+                a_hi: jax.Array | None = None, at: tuple | None = None,
+                v_y: jax.Array | None = None, states: bool = False):
     """Generalised sensations ``y~ (n, n_y)`` and the process flow at order 0.
 
     ``e`` is the generalised exogenous input ``(n, n_vG + n_y + n_xG)``: causes, sensory noise,
@@ -217,6 +221,14 @@ def _sensations(process: Process, n: int, xg: jax.Array, a: jax.Array, e: jax.Ar
     Higher orders of the states follow the chain rule under local linearity,
     ``x^(k+1) = f_x x^(k) + f_v v^(k) + f_a a^(k) + w^(k)``, and the sensations are
     ``y^(k) = g_x x^(k) + g_v v^(k) + g_a a^(k) + z^(k)`` about the zeroth order.
+    ``at = (x, v, a)`` holds the point at which ``f`` and ``g`` are linearised for the higher
+    orders (default: the zeroth order itself); holding it fixed makes the higher orders
+    affine in ``(x, v, a)``, so that their Jacobians are the first-order ones of local
+    linearity (spm_ADEM/spm_ALAP's ``dE/da = dE/dy (g_a + g_x f_x^(k-1) f_a)``), without
+    second derivatives of ``f`` and ``g``.
+    ``v_y`` ``(n, n_vG)``: the causes' higher orders to use in the sensations (spm_ALAP's
+    world reads them from its own integrated generalised causes; default ``v``).
+    ``states=True`` also returns the generalised states ``x~ (n, n_xG)``.
     """
     nv, ny = process.n_v, process.n_y
     v, z, w = e[:, :nv], e[:, nv:nv + ny], e[:, nv + ny:]
@@ -224,65 +236,101 @@ def _sensations(process: Process, n: int, xg: jax.Array, a: jax.Array, e: jax.Ar
     da = jnp.zeros((n, a.shape[0]), xg.dtype)
     if a_hi is not None:
         da = da.at[1:].set(a_hi)
-    f0, f_lin = jax.linearize(
-        lambda x_, v_, a_: jnp.asarray(process.f(x_, v_, a_, th), xg.dtype), xg, v[0], a)
+    def f(x_, v_, a_):
+        return jnp.asarray(process.f(x_, v_, a_, th), xg.dtype)
+
+    def g(x_, v_, a_):
+        return jnp.asarray(process.g(x_, v_, a_, th), xg.dtype)
+
+    x0, v0, a0 = (xg, v[0], a) if at is None else at
+    f0 = f(xg, v[0], a)
+    f_lin = jax.linearize(f, x0, v0, a0)[1]
     xs = [xg, f0 + w[0]]
     for k in range(1, n - 1):
         xs.append(f_lin(xs[k], v[k], da[k]) + w[k])
     X = jnp.stack(xs[:n])
-    g0, g_lin = jax.linearize(
-        lambda x_, v_, a_: jnp.asarray(process.g(x_, v_, a_, th), xg.dtype), xg, v[0], a)
-    Y = jax.vmap(g_lin)(X.at[0].set(0.0), v.at[0].set(0.0), da).at[0].add(g0) + z
-    return Y, f0 + w[0]
+    g0 = g(xg, v[0], a)
+    g_lin = jax.linearize(g, x0, v0, a0)[1]
+    vy = v if v_y is None else v_y
+    Y = jax.vmap(g_lin)(X.at[0].set(0.0), vy.at[0].set(0.0), da).at[0].add(g0) + z
+    return (Y, f0 + w[0], X) if states else (Y, f0 + w[0])
 
 
 def active_flow(process: Process, model: HDM, action_mask: jax.Array,
                 kappa_a: float | jax.Array, log_pi_a: float | jax.Array,
-                action_motion: str = "history"):
-    """The joint flow of the world's states, the agent's expectations and action.
+                action_motion: str = "history", world: str = "instant"):
+    """The joint flow of the world, the agent's expectations and action.
 
-    Returns a flow for :func:`cpsych.integrator.integrate` on ``z = [x_G, u, a]`` with inputs
-    ``(e~, eta~)``: the world's exogenous inputs ``(n, n_vG + n_y + n_xG)`` and the agent's
-    prior ``(d, n_top)``. The agent's part is the recognition flow of
-    :func:`cpsych.filtering.recognition_flow` on the world's generalised sensations. With
-    ``action_motion="history"`` the flow keeps a memory (:func:`action_memory`): it is called
-    as ``flow(z, w~, memory)`` and returns the next memory third.
+    Returns a flow for :func:`cpsych.integrator.integrate` with inputs ``(e~, eta~)``: the
+    world's exogenous inputs ``(n, n_vG + n_y + n_xG)`` and the agent's prior ``(d, n_top)``.
+    The agent's part is the recognition flow of :func:`cpsych.filtering.recognition_flow` on
+    the world's generalised sensations. With ``action_motion="history"`` the flow keeps a
+    memory (:func:`action_memory`): it is called as ``flow(z, w~, memory)`` and returns the
+    next memory third.
+
+    ``world`` (see :func:`world_size`) chooses what of the world is integrated with the rest:
+    ``"generalised"`` (spm_ALAP, spm_ADEM): ``z = [o~, x~_G, u, a]``, the world's generalised
+    outputs ``o~ = [y~, v~_G]`` and states, re-read at each bin from ``x_G`` at order 0 (and
+    the causes' integrated higher orders in ``y~``) and moving within the bin with their own
+    motion, ``o^(k)`` with ``g_x x^(k+1) + g_v v^(k+1) + z^(k+1)`` and ``x^(k)`` with
+    ``f_x x^(k) + f_v v^(k) + w^(k)`` (plus ``f_a a`` at order 0); the agent reads the
+    sensations ``y~`` as data. ``"instant"`` (default): ``z = [x_G, u, a]``, the sensations an
+    instantaneous function of the world's state, action and inputs: the loop from action
+    through the world back to action is then exact at order 0, which keeps stiff action
+    stable (a reaching agent with action precision ``exp(4)`` settles at its set point; under
+    ``"generalised"`` it oscillates and diverges).
     """
+    validation.check_choice(world, "world", WORLDS)
     n = model.n
-    n_y, nxg, na = process.n_y, process.n_x, process.n_a
+    n_y, nxg, na, nvg = process.n_y, process.n_x, process.n_a, process.n_v
     R = temporal_precision(n, model.s)
     nu = shift_operator(model).shape[0]
     prior_a = jnp.exp(log_pi_a)
     history = jnp.asarray(action_history_operator(n, model.dt))
+    nvy = n_y + model.n_v
+    rows = (jnp.arange(n)[:, None] * nvy + jnp.arange(n_y)[None, :]).ravel()
+    no = n_y + nvg  # the world's outputs per order
+    n_o, n_xt = n * no, n * nxg
+    S = jnp.eye(n, k=1)
 
-    def flow(zz, w, memory=None):
-        e, eta = w
-        xg, u, a = zz[:nxg], zz[nxg:nxg + nu], zz[nxg + nu:]
-        ne = e.shape[1]
+    def common(xg, u, a, e, eta, memory, v_y=None):
         a_hi = None
         if memory is not None:
             t, past = memory
             a_hi = (history[jnp.minimum(t, n)] @ jnp.concatenate([past, a[None]]))[1:]
             memory = (t + 1, jnp.concatenate([past, a[None]])[1:])
-        Y, qx = _sensations(process, n, xg, a, e, a_hi)
+        Y, qx, X = _sensations(process, n, xg, a, e, a_hi, v_y=v_y, states=True)
         rec, c = recognition_flow(model, u, (Y, eta))
 
         def sens(xg_, a_, e_):
-            return _sensations(process, n, xg_, a_, e_, a_hi)
+            # first-order Jacobians (local linearity, as spm_ADEM/spm_ALAP): f and g stay
+            # linearised at the bin's own point
+            return _sensations(process, n, xg_, a_, e_, a_hi, at=(xg, e[0, :nvg], a),
+                               v_y=v_y)
 
-        (dY_dx, dY_da, dY_de), (fx, fa, fe) = jax.jacfwd(sens, argnums=(0, 1, 2))(xg, a, e)
-        dY_dx, dY_da = dY_dx.reshape(n * n_y, nxg), dY_da.reshape(n * n_y, na)
-        dY_de, fe = dY_de.reshape(n * n_y, n * ne), fe.reshape(nxg, n * ne)
+        jac = jax.jacfwd(sens, argnums=(0, 1, 2))(xg, a, e)
         # action: da/dt = -kappa_a [(dY/da)' Pi_a eps_y + exp(log_pi_a) a],
         # Pi_a = kron(R, diag(action_mask)) applied to the rows of dY/da
+        dY_da = jac[0][1].reshape(n * n_y, na)
         PaY = (jnp.einsum("ij,jck->ick", R, dY_da.reshape(n, n_y, na))
                * action_mask[None, :, None]).reshape(n * n_y, na)
         eps_y = c.errors.ev[:, :n_y]
         qa = -kappa_a * (PaY.T @ eps_y.ravel() + prior_a * a)
-        # the agent's coupling to its data, through which the world moves its beliefs
-        nvy = n_y + model.n_v
-        rows = (jnp.arange(n)[:, None] * nvy + jnp.arange(n_y)[None, :]).ravel()
         Jy = c.J[rows]  # d eps_y / du
+        out = ActiveOutput(x_process=xg, v_process=e[0, :nvg], y=Y[0], a=a,
+                           belief=filter_output(model, u, c))
+        return Y, qx, X, rec, c, jac, dY_da, PaY, qa, Jy, out, memory
+
+    def flow_instant(zz, w, memory=None):
+        e, eta = w
+        xg, u, a = zz[:nxg], zz[nxg:nxg + nu], zz[nxg + nu:]
+        ne = e.shape[1]
+        (Y, qx, X, rec, c, jac, dY_da, PaY, qa, Jy, out, memory) = common(
+            xg, u, a, e, eta, memory)
+        (dY_dx, _, dY_de), (fx, fa, fe) = jac
+        dY_dx = dY_dx.reshape(n * n_y, nxg)
+        dY_de, fe = dY_de.reshape(n * n_y, n * ne), fe.reshape(nxg, n * ne)
+        # the agent's coupling to its data, through which the world moves its beliefs
         Ky, B_eta = rec.B[:, : n * n_y], rec.B[:, n * n_y:]  # -K split: data, prior
         d_top = eta.size
         A = jnp.block([
@@ -296,19 +344,91 @@ def active_flow(process: Process, model: HDM, action_mask: jax.Array,
             [Ky @ dY_de, B_eta],
             [-kappa_a * PaY.T @ dY_de, jnp.zeros((na, d_top))],
         ])
-        out = ActiveOutput(x_process=xg, v_process=e[0, :process.n_v], y=Y[0], a=a,
-                           belief=filter_output(model, u, c))
         terms = Flow(jnp.concatenate([qx, rec.q, qa]), A, B)
         return (terms, out) if memory is None else (terms, out, memory)
 
+    def flow_generalised(zz, w, memory=None):
+        e, eta = w
+        ne = e.shape[1]
+        o_old = zz[:n_o].reshape(n, no)
+        Xg = zz[n_o:n_o + n_xt].reshape(n, nxg)
+        u, a = zz[n_o + n_xt:n_o + n_xt + nu], zz[n_o + n_xt + nu:]
+        xg, v = Xg[0], e[:, :nvg]
+        # the causes' higher orders in the sensations: the world's own, integrated last bin
+        v_y = v.at[1:].set(o_old[1:, n_y:])
+        (Y, _, X, rec, c, jac, dY_da, PaY, qa, Jy, out, memory) = common(
+            xg, u, a, e, eta, memory, v_y)
+        o = jnp.concatenate([Y, v], axis=1)  # the world's generalised outputs, re-read
+
+        def jac0(fn):
+            return jax.jacfwd(lambda x_, v_, a_: jnp.asarray(fn(x_, v_, a_, process.theta)),
+                              argnums=(0, 1, 2))(xg, v[0], a)
+
+        gx, gv, _ = jac0(process.g)
+        fx, fv, fa = jac0(process.f)
+        # outputs o = [y, v]: y^(k) moves with g_x x^(k+1) + g_v v^(k+1) + z^(k+1),
+        # v^(k) with the cause's own v^(k+1)
+        O_o = jnp.zeros((no, no)).at[:n_y, n_y:].set(gv)
+        O_x = jnp.zeros((no, nxg)).at[:n_y].set(gx)
+        O_e = jnp.zeros((no, ne)).at[:n_y, nvg:nvg + n_y].set(jnp.eye(n_y))
+        O_e = O_e.at[n_y:, :nvg].set(jnp.eye(nvg))
+        X_o = jnp.zeros((nxg, no)).at[:, n_y:].set(fv)
+        X_e = jnp.zeros((nxg, ne)).at[:, nvg + n_y:].set(jnp.eye(nxg))
+        X_a = jnp.zeros((n, 1)).at[0, 0].set(1.0)
+        sel_y = jnp.kron(jnp.eye(n), jnp.eye(no)[:n_y])  # o~ -> y~
+        Ky, B_eta = rec.B[:, : n * n_y], rec.B[:, n * n_y:]
+        I_n = jnp.eye(n)
+        d_top = eta.size
+        A = jnp.block([
+            [jnp.kron(S, O_o), jnp.kron(S, O_x), jnp.zeros((n_o, nu + na))],
+            [jnp.kron(I_n, X_o), jnp.kron(I_n, fx), jnp.zeros((n_xt, nu)), jnp.kron(X_a, fa)],
+            [Ky @ sel_y, jnp.zeros((nu, n_xt)), rec.A, Ky @ dY_da],
+            [-kappa_a * PaY.T @ sel_y, jnp.zeros((na, n_xt)), -kappa_a * PaY.T @ Jy,
+             -kappa_a * (PaY.T @ dY_da + prior_a * jnp.eye(na))],
+        ])
+        B = jnp.block([
+            [jnp.kron(S, O_e), jnp.zeros((n_o, d_top))],
+            [jnp.kron(I_n, X_e), jnp.zeros((n_xt, d_top))],
+            [jnp.zeros((nu, n * ne)), B_eta],
+            [jnp.zeros((na, n * ne + d_top))],
+        ])
+        q = jnp.concatenate([(S @ o).ravel(), (S @ X).ravel(), rec.q, qa])
+        start = jnp.concatenate([o.ravel(), X.ravel(), u, a])
+        terms = Flow(q, A, B, start)
+        return (terms, out) if memory is None else (terms, out, memory)
+
+    flow = flow_generalised if world == "generalised" else flow_instant
     if action_motion == "zero":
         return lambda zz, w: flow(zz, w)
     return flow
 
 
+def world_size(process: Process, model: HDM, world: str = "instant") -> int:
+    """Length of the world's part of the integrated state: ``n (n_y + n_vG + n_xG)`` for
+    ``world="generalised"`` (its generalised outputs and states), ``n_xG`` for
+    ``"instant"``."""
+    if world == "generalised":
+        return model.n * (process.n_y + process.n_v + process.n_x)
+    return process.n_x
+
+
+def initial_state(process: Process, model: HDM, world: str = "instant") -> jax.Array:
+    """``z`` at the first bin: the world at rest in its initial state ``x0``, the agent's
+    expectations at :func:`cpsych.filtering.init`, action 0."""
+    x0 = jnp.asarray(process.x0, float)
+    if world == "generalised":
+        no = process.n_y + process.n_v
+        zw = jnp.concatenate([jnp.zeros(model.n * no), x0,
+                              jnp.zeros((model.n - 1) * process.n_x)])
+    else:
+        zw = x0
+    return jnp.concatenate([zw, filter_init(model), jnp.zeros(process.n_a)])
+
+
 def simulate_core(process: Process, model: HDM, e_gen: jax.Array, eta_gen: jax.Array,
                   action_mask: jax.Array, kappa_a: float | jax.Array,
-                  log_pi_a: float | jax.Array, action_motion: str = "history") -> ActiveOutput:
+                  log_pi_a: float | jax.Array, action_motion: str = "history",
+                  world: str = "instant") -> ActiveOutput:
     """Jointly integrate world, recognition and action from embedded inputs (pure JAX).
 
     Parameters
@@ -317,12 +437,13 @@ def simulate_core(process: Process, model: HDM, e_gen: jax.Array, eta_gen: jax.A
     eta_gen : (T, d, n_top) generalised prior expectations of the agent's top causes.
     action_mask : (n_y,) non-negative action precisions of the sensory channels.
     action_motion : ``"history"`` or ``"zero"`` (static; see the module docstring).
+    world : ``"generalised"`` or ``"instant"`` (static; see :func:`active_flow`).
     """
     validation.check_choice(action_motion, "action_motion", ACTION_MOTIONS)
+    validation.check_choice(world, "world", WORLDS)
     flow = active_flow(process, model, jnp.asarray(action_mask, float), kappa_a, log_pi_a,
-                       action_motion)
-    z0 = jnp.concatenate([jnp.asarray(process.x0, float), filter_init(model),
-                          jnp.zeros(process.n_a)])
+                       action_motion, world)
+    z0 = initial_state(process, model, world)
     return integrate(flow, z0, (e_gen, eta_gen), model.dt,
                      action_memory(process, model, action_motion))
 
@@ -330,7 +451,8 @@ def simulate_core(process: Process, model: HDM, e_gen: jax.Array, eta_gen: jax.A
 def run(process: Process, model: HDM, causes: jax.Array | None, priors: jax.Array, *,
         z: jax.Array | None = None, w: jax.Array | None = None,
         action_mask: jax.Array | None = None, kappa_a: float | jax.Array = 1.0,
-        log_pi_a: float | jax.Array = -2.0, action_motion: str = "history") -> ActiveOutput:
+        log_pi_a: float | jax.Array = -2.0, action_motion: str = "history",
+        world: str = "instant") -> ActiveOutput:
     """Active inference on plain arrays: the traceable entry point (jit, vmap and grad work).
 
     Embeds the inputs itself and runs :func:`simulate_core`; no validation and no labels
@@ -348,6 +470,10 @@ def run(process: Process, model: HDM, causes: jax.Array | None, priors: jax.Arra
     kappa_a, log_pi_a : rate of action and log-precision of its prior.
     action_motion : ``"history"`` (default; SPM: action's generalised motion from its recent
         history) or ``"zero"`` (action's motion within a bin taken as zero). Static.
+    world : ``"instant"`` (default: the sensations an instantaneous function of the world's
+        state) or ``"generalised"`` (spm_ALAP/spm_ADEM: the world's generalised sensations
+        and states integrated with the rest within each bin). Static; see
+        :func:`active_flow`.
 
     Returns
     -------
@@ -359,9 +485,11 @@ def run(process: Process, model: HDM, causes: jax.Array | None, priors: jax.Arra
     z = jnp.zeros((process.n_y, T)) if z is None else jnp.asarray(z, float)
     w = jnp.zeros((process.n_x, T)) if w is None else jnp.asarray(w, float)
     e_gen = embed_series(jnp.concatenate([causes, z, w], axis=0), model.n, model.dt)
-    eta_gen = embed_series(priors, model.d, model.dt)
+    # spm_ADEM/spm_ALAP embed the prior to the n orders of the data and keep the first d
+    eta_gen = embed_series(priors, model.n, model.dt)[:, :model.d]
     mask = jnp.ones(process.n_y) if action_mask is None else action_mask
-    return simulate_core(process, model, e_gen, eta_gen, mask, kappa_a, log_pi_a, action_motion)
+    return simulate_core(process, model, e_gen, eta_gen, mask, kappa_a, log_pi_a, action_motion,
+                         world)
 
 
 def draw_noise(process: Process, key: jax.Array, T: int, s: float
@@ -417,7 +545,7 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
              key: jax.Array | None = None, action_mask: Any = None, kappa_a: float = 1.0,
              log_pi_a: float = -2.0, noise: bool = True, time: Any = None,
              time_units: str = "bin", on_divergence: str = "raise",
-             action_motion: str = "history") -> xr.Dataset:
+             action_motion: str = "history", world: str = "instant") -> xr.Dataset:
     """Simulate an agent acting on a process (active inference, SPEC 4).
 
     Parameters
@@ -449,6 +577,11 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
     action_motion : {"history", "zero"}
         Action's generalised motion: the Taylor embedding of its recent history, as spm_ALAP
         (default), or zero within a bin.
+    world : {"instant", "generalised"}
+        The world's sensations an instantaneous function of its state (default), or its
+        generalised sensations and states integrated with the agent within a bin, as
+        spm_ALAP/spm_ADEM (:func:`active_flow`; less stable under stiff action: a reaching
+        agent with action precision ``exp(4)`` oscillates and diverges).
 
     Returns
     -------
@@ -465,6 +598,7 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
     validation.check_bool(noise, "noise")
     validation.check_choice(on_divergence, "on_divergence", ("raise", "flag"))
     validation.check_choice(action_motion, "action_motion", ACTION_MOTIONS)
+    validation.check_choice(world, "world", WORLDS)
     key = validation.as_key(key)
     process, model, causes, priors, mask = check_inputs(process, model, causes, priors,
                                                         action_mask)
@@ -472,11 +606,12 @@ def simulate(process: Process, model: HDM, causes: Any, priors: Any, *,
     T = priors.shape[1]
     z, w = draw_noise(process, key, T, float(np.asarray(model.s))) if noise else (None, None)
     out = run_jit(process, model, causes, priors, z=z, w=w, action_mask=jnp.asarray(mask),
-                  kappa_a=kappa_a, log_pi_a=log_pi_a, action_motion=action_motion)
+                  kappa_a=kappa_a, log_pi_a=log_pi_a, action_motion=action_motion,
+                  world=world)
     return active_dataset(process, model, out, time, time_units, on_divergence)
 
 
-run_jit = jax.jit(run, static_argnames=("action_motion",))
+run_jit = jax.jit(run, static_argnames=("action_motion", "world"))
 
 
 def active_dataset(process: Process, model: HDM, out: ActiveOutput, time=None,

@@ -41,11 +41,18 @@ __all__ = ["Flow", "IntegratorState", "init", "step", "integrate", "shift_inputs
 
 
 class Flow(NamedTuple):
-    """A flow at one bin: ``q`` (m,), ``A = dq/dz`` (m, m), ``B = dq/dw~`` (m, len(w~))."""
+    """A flow at one bin: ``q`` (m,), ``A = dq/dz`` (m, m), ``B = dq/dw~`` (m, len(w~)).
+
+    ``start`` (optional, (m,)): the point from which the bin's step is taken, when the flow
+    re-reads part of ``z`` at each bin (spm_ALAP re-evaluates the world's generalised
+    sensations and states from its state at order 0, and integrates them from there); the
+    default is the carried ``z``.
+    """
 
     q: jax.Array
     A: jax.Array
     B: jax.Array
+    start: jax.Array | None = None
 
 
 class IntegratorState(NamedTuple):
@@ -104,7 +111,8 @@ def step(flow: FlowFn, state: IntegratorState, w: Any, dt: float
     if state.z.shape[0] == 0:
         return IntegratorState(state.z, memory), out
     bs = jnp.concatenate([terms.q[None, :], input_motion(terms.B, w)], axis=0)
-    return IntegratorState(state.z + phi_step(terms.A, bs, dt), memory), out
+    z = state.z if terms.start is None else terms.start
+    return IntegratorState(z + phi_step(terms.A, bs, dt), memory), out
 
 
 def integrate(flow: FlowFn, z0: jax.Array, inputs: Any, dt: float, memory: Any = None) -> Any:

@@ -91,6 +91,11 @@ the stretch receptors). The default ``log_pi_action = 0`` is SPM's ``G(1).U = [e
 (slope 1.18 at -1) but the agent then produces too little force (0.24 N at the 0.5 N target,
 1.3 N at 1 N), and higher values flatten it (slope 1.06 at 1, 1.02 at 2).
 
+The trials run spm_ALAP's scheme: the world integrated in generalised coordinates with the
+agent (:func:`cpsych.active.active_flow`, ``world="generalised"``) and spm_ALAP's curvature
+(``precision_curvature="spm"``); noise off, they equal an independent re-derivation of
+spm_ALAP for ALAP_demo_attenuation (``tests/spm_alap_oracle.py``) to 5e-14.
+
 Everything below :func:`trial` is pure JAX: the process and model are built from the (possibly
 traced) parameters, so trials can be ``jax.jit``-ed, ``jax.vmap``-ed over parameters and
 targets, and differentiated.
@@ -271,8 +276,15 @@ def process() -> Process:
     ).validate()
 
 
-def model(params: Params | None = None) -> HDM:
-    """The agent's generative model, built from (possibly traced) precision parameters."""
+def model(params: Params | None = None, precision_curvature: str = "spm") -> HDM:
+    """The agent's generative model, built from (possibly traced) precision parameters.
+
+    ``precision_curvature`` (:attr:`cpsych.HDM.precision_curvature`): ``"spm"`` (default,
+    spm_ALAP's: no precision terms in the curvature) reproduces ALAP_demo_attenuation; like
+    SPM's own scheme it diverges under strong attenuation with weak priors (``h >= 7`` with
+    prior log-precision 2, ``h = 8`` with 4: forces of hundreds of N in SPM's scheme too);
+    ``"gauss-newton"`` stays stable there.
+    """
     params = Params() if params is None else params
     level = Level(
         g=_model_g, f=_model_f, n_x=2, n_v=2,
@@ -283,10 +295,8 @@ def model(params: Params | None = None) -> HDM:
     )
     log_pi_eta = jnp.stack([jnp.asarray(params.log_pi_self, float),
                             jnp.asarray(params.log_pi_ext, float)])
-    # spm_LAP's curvature (no precision terms) makes the recognition flow unstable under strong
-    # attenuation; the Gauss-Newton precision terms keep it stable (HDM.precision_curvature)
     return HDM(levels=(level,), eta=0.0, log_pi_eta=log_pi_eta, n=5, d=3, s=0.5,
-               precision_curvature="gauss-newton").validate()
+               precision_curvature=precision_curvature).validate()
 
 
 def priors(target: float | jax.Array, T: int = N_BINS) -> jax.Array:
@@ -327,7 +337,8 @@ def simulate_trial(params: Params, self_target: float | jax.Array,
     z, w = (None, None) if key is None else draw_noise(proc, key, T, 0.5)
     mask = jnp.stack([jnp.exp(jnp.asarray(params.log_pi_action, float)), 0.0])
     return active_run(proc, mdl, ext[None, :], priors(self_target, T), z=z, w=w,
-                      action_mask=mask, kappa_a=params.kappa_a, log_pi_a=-2.0)
+                      action_mask=mask, kappa_a=params.kappa_a, log_pi_a=-2.0,
+                      world="generalised")
 
 
 def confident(mean: jax.Array, var: jax.Array) -> jax.Array:
