@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("cpsych.experiments.sweep_cli", "precision sweeps of a paradigm over a grid"),
     "phase-diagrams": ("cpsych.experiments.phase_diagrams", "precision phase diagrams"),
     "fit": ("cpsych.experiments.fit", "fit a paradigm's parameters to data (numpyro NUTS)"),
+    "fit-pursuit": ("cpsych.experiments.fit_pursuit",
+                    "fit the pursuit model to human eye traces (multi-start MAP)"),
     "compare": ("cpsych.experiments.compare", "compare fits by PSIS-LOO (ArviZ)"),
     "recovery": ("cpsych.experiments.recovery",
                  "parameter recovery from direct-simulator participants"),

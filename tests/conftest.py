@@ -1,8 +1,15 @@
+import os
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# The test process never turns JAX's persistent compilation cache on: an in-process command-line
+# test would otherwise enable it for the rest of the session, reading executables other
+# processes are writing. The cache's own tests run commands in subprocesses with their own
+# directories.
+os.environ["CPSYCH_NO_CACHE"] = "1"
 
 DATA = Path(__file__).parent / "data"
 #: SPM's data and true states of the convolution model ship with the package (the
