@@ -50,16 +50,19 @@ EXPERIMENTS: dict[str, tuple[str, str, list[str], list[str]]] = {
 FITS: dict[str, tuple[str, str, list[str], list[str]]] = {
     "fit_force_matching": ("cpsych.experiments.fit_force_matching", "main",
                            ["--chains", "2", "--warmup", "150", "--draws", "150",
-                            "--quick-grid"], ["traces", "densities", "predictive"]),
-    "recovery": ("cpsych.experiments.recovery", "main", ["--n", "4"], ["recovery"]),
-    "fit_pursuit": ("cpsych.experiments.fit_pursuit", "main", ["--steps", "10"],
+                            "--knots", "9"], ["traces", "groups", "predictive"]),
+    "recovery": ("cpsych.experiments.recovery", "main",
+                 ["--participants", "6", "--chains", "2", "--warmup", "150", "--draws", "150"],
+                 ["recovery"]),
+    "fit_pursuit": ("cpsych.experiments.fit_pursuit", "main",
+                    ["--steps", "10", "--starts", "1", "--no-profile"],
                     ["fit_pursuit_traces", "fit_pursuit_effects"]),
 }
 #: The command that makes each experiment's figures (shown in the gallery).
 COMMANDS = {
     "fit_force_matching": "cpsych fit --out results/fit",
-    "recovery": "python -m cpsych.experiments.recovery --out results/recovery",
-    "fit_pursuit": "python -m cpsych.experiments.fit_pursuit --out results/fit_pursuit",
+    "recovery": "cpsych recovery force-matching --free h --participants 20 --out results/recovery",
+    "fit_pursuit": "cpsych fit-pursuit --out results/fit_pursuit",
 }
 
 # Runs in the subprocess: each experiment's main(argv), timed; stops at the first failure.
