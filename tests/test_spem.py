@@ -6,6 +6,7 @@ engine, at its parameter sets frozen in tests/data/spem_fit), and closed-form ga
 """
 
 import csv
+import os
 from pathlib import Path
 
 import jax
