@@ -29,7 +29,7 @@ from pathlib import Path  # noqa: E402
 
 from cpsych.experiments import module_main  # noqa: E402
 
-__all__ = ["add_arguments", "run", "main", "read_data", "resolve", "EXAMPLE",
+__all__ = ["add_arguments", "run", "main", "read_data", "resolve", "parse_free", "EXAMPLE",
            "R_HAT_FAIL"]
 
 DEFAULT_OUT = "results/fit"
@@ -102,6 +102,18 @@ def read_data(path: str, paradigm):
     return reader(path, paradigm)
 
 
+def parse_free(text: str, paradigm) -> tuple[str, ...]:
+    """``--free NAME[,NAME...]`` as parameter names of ``paradigm`` (one-line error naming
+    ``--free`` otherwise)."""
+    free = tuple(f.strip() for f in text.split(",") if f.strip())
+    for f in free:
+        try:
+            paradigm.parameter(f)
+        except ValueError as err:
+            raise ValueError(f"--free: {str(err).split(': ', 1)[1]}") from None
+    return free
+
+
 def _check_args(args) -> None:
     for name, low in (("chains", 2 if args.method == "nuts" else 1), ("warmup", 10),
                       ("draws", 10), ("starts", 1)):
@@ -128,12 +140,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--free: name the parameters to fit; choose from "
                              f"{', '.join(paradigm.parameter_names)}")
         args.free = "h"
-    free = tuple(f.strip() for f in args.free.split(",") if f.strip())
-    for f in free:
-        try:
-            paradigm.parameter(f)
-        except ValueError as err:
-            raise ValueError(f"--free: {str(err).split(': ', 1)[1]}") from None
+    free = parse_free(args.free, paradigm)
     paradigm.params(args.preset)
     if note:
         print(f"cpsych fit: note: {note}")

@@ -59,16 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import cpsych
+    from cpsych.experiments.fit import parse_free
     from cpsych.fit.hierarchical import recovery
     from cpsych.paradigm import get
 
     paradigm = get(args.paradigm)
-    free = tuple(f.strip() for f in args.free.split(",") if f.strip())
-    for f in free:
-        try:
-            paradigm.parameter(f)
-        except ValueError as err:
-            raise ValueError(f"--free: {str(err).split(': ', 1)[1]}") from None
+    free = parse_free(args.free, paradigm)
     if args.participants < 3:
         raise ValueError(f"--participants: need at least 3, got {args.participants}")
     if not (np.isfinite(args.noise) and args.noise > 0):
