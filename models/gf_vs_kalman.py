@@ -237,7 +237,9 @@ def state_noise_covariance(s: float = 1.0, n: int = 6, log_pi_w: float = 2.0,
     -------
     ndarray, shape (n_x, n_x)
     """
-    idx, E = embedding_operator(n, 0.0, dt)
+    # an interior bin: SPM's window sits at t - 3 .. t + 2 there (n = 6) but at t - 2 .. t + 3
+    # in the first bins, where fix() rounds the other way; the offsets set E
+    idx, E = embedding_operator(n, float(n), dt)
     lags = idx[:, None] - idx[None, :]
     W = _kernel_autocorrelation(s if s > S_ZERO else 0.0, lags)
     Vg = E @ W @ E.T * math.exp(-log_pi_w)  # covariance of the generalised fluctuation

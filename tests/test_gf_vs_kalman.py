@@ -9,9 +9,9 @@ Three kinds of check:
   filter matches or beats generalised filtering;
 - the benchmark: on smooth (coloured, ``s = 1``) fluctuations generalised filtering has lower
   state error than the Kalman filter, linear and ``tanh`` observations, over 8 seeds. Its
-  estimate at bin ``t`` has seen data up to ``t + 2`` (Taylor embedding, ``n = 6``), so the
-  fixed-lag and full Kalman smoothers are the stricter comparison: GF ties them in the linear
-  case and beats the extended ones, narrowly, for ``tanh``.
+  estimate at bin ``t`` has seen data up to ``t + 2`` (Taylor embedding, ``n = 6``, SPM's
+  window ``t - 3 .. t + 2``), so the fixed-lag and full Kalman smoothers are the stricter
+  comparison: GF comes within a few per cent of them but does not beat them.
 """
 
 import jax
@@ -117,7 +117,9 @@ def test_state_noise_covariance_is_that_of_the_generated_innovations():
         q = x[1:] - x[:-1] @ F.T
         for t in np.flatnonzero(np.any(np.abs(q) > 1e-12, axis=1)):
             M.setdefault(t0 - t, np.zeros((8, 8)))[:, c] = q[t]
-    assert sorted(M) == [-2, -1, 0, 1, 2, 3]  # the n = 6 samples of the embedding window
+    # the n = 6 samples of the embedding window at bin t: SPM centres an even window one
+    # sample behind, t - 3 .. t + 2 (spm_DEM_embed), so w at t0 reaches q_t for t0 - t in -3..2
+    assert sorted(M) == [-3, -2, -1, 0, 1, 2]
     # the sampled fluctuations have the autocorrelation rho(t) = exp(-t^2 / (4 s^2)) (SPEC 1)
     rho = np.exp(-np.arange(8) ** 2 / (4 * s**2))
     z = np.asarray(cpsych.smooth_noise(jax.random.key(7), (1, 400_000), s))[0]
@@ -149,23 +151,28 @@ def coloured_tanh():
 @pytest.mark.slow
 def test_gf_beats_kalman_filter_on_coloured_noise(coloured_linear):
     r = coloured_linear
-    # measured: GF 0.01483, KF 0.01542, lag-2 smoother 0.01482, RTS 0.01482, prior 0.226
+    # measured: GF 0.01523, KF 0.01546, lag-2 smoother 0.01487, RTS 0.01486, prior 0.226;
+    # GF / KF per seed 0.944 .. 1.011, below 1 in 7 of 8
     assert r["gf"].mean() < 0.1 * r["prior"].mean()
-    assert r["gf"].mean() < 0.98 * r["kf"].mean()
-    assert np.sum(r["gf"] < r["kf"]) >= 7
-    # GF's estimate at t has seen y up to t + 2 through its Taylor embedding: it ties the
-    # Kalman smoothers with that look-ahead (and the full one) but does not beat them
-    assert r["gf"].mean() < 1.02 * r["kf_lag"].mean()
-    assert r["gf"].mean() < 1.02 * r["rts"].mean()
+    assert r["gf"].mean() < 0.995 * r["kf"].mean()
+    assert np.sum(r["gf"] < r["kf"]) >= 6
+    # GF's estimate at t has seen y up to t + 2 through its Taylor embedding: it comes within
+    # 2.5 % of the Kalman smoothers with that look-ahead (and the full one), not below them
+    assert r["gf"].mean() < 1.05 * r["kf_lag"].mean()
+    assert r["gf"].mean() < 1.05 * r["rts"].mean()
+    assert r["gf"].mean() > r["rts"].mean()  # the full smoother is the optimum here
 
 
 @pytest.mark.slow
 def test_gf_beats_extended_kalman_filter_and_smoother_on_coloured_noise(coloured_tanh):
     r = coloured_tanh
-    # measured: GF 0.0285, EKF 0.0325, lag-2 and full extended RTS 0.0293 (mean over seeds)
+    # measured (mean over seeds): GF 0.0297, EKF 0.0326, lag-2 extended smoother 0.0295,
+    # extended RTS 0.0294; GF / EKF per seed 0.78 .. 1.01, below 1 in 6 of 8
     assert r["gf"].mean() < 0.95 * r["kf"].mean()
-    assert r["gf"].mean() < r["kf_lag"].mean()
-    assert r["gf"].mean() < r["rts"].mean()
+    assert np.sum(r["gf"] < r["kf"]) >= 5
+    # the extended smoothers are only approximate here; GF is within 1 % of them
+    assert r["gf"].mean() < 1.03 * r["kf_lag"].mean()
+    assert r["gf"].mean() < 1.03 * r["rts"].mean()
 
 
 @pytest.mark.slow
