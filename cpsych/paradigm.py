@@ -93,6 +93,9 @@ class DataFormat:
         (a monotone inversion; e.g. force matching: the participant produces the force whose
         percept matches the target).
     match_grid : design values simulated for the inversion of ``match``.
+    regular : parameter -> ``(low, high)``: where the simulation is regular enough to fit
+        (e.g. where a scheme does not oscillate); fits and recoveries keep their emulator
+        grids and true values inside it unless given explicit ranges.
     """
 
     columns: Mapping[str, str]
@@ -104,6 +107,7 @@ class DataFormat:
     design_options: Mapping[str, str] = dataclasses.field(default_factory=dict)
     match: str | None = None
     match_grid: tuple[float, ...] = ()
+    regular: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
     @property
     def predicted_by(self) -> str:

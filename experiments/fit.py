@@ -24,19 +24,52 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # SPEC 8
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from cpsych.experiments import module_main  # noqa: E402
 
-__all__ = ["add_arguments", "run", "main", "read_data", "resolve", "parse_free", "EXAMPLE",
-           "R_HAT_FAIL"]
+__all__ = ["add_arguments", "run", "main", "read_data", "resolve", "parse_free",
+           "emulator_span", "EXAMPLE", "R_HAT_FAIL"]
 
 DEFAULT_OUT = "results/fit"
 EXAMPLE = Path(__file__).parent / "data" / "force_matching_example.csv"
 DEFAULT_PARADIGM = "force-matching"
 #: R-hat above which ``cpsych fit`` exits with status 1 (the chains did not converge).
 R_HAT_FAIL = 1.05
+
+
+def emulator_span(args: argparse.Namespace, paradigm, free: tuple[str, ...]):
+    """``--span`` and ``--range`` as :func:`cpsych.fit.hierarchical.fit`'s ``span``: a number,
+    or ``{name: (low, high)}`` for every free parameter when ``--range`` names any (checked
+    here, before anything compiles)."""
+    from cpsych.fit.hierarchical import parameter_range
+
+    if not (math.isfinite(args.span) and args.span > 0):
+        raise ValueError(f"--span: expected a finite number of prior SDs > 0, got {args.span}")
+    if not args.range:
+        return args.span
+    ranges = {}
+    for item in args.range:
+        name, sep, rest = item.partition("=")
+        parts = rest.split(",")
+        try:
+            low, high = (float(v) for v in parts)
+        except ValueError:
+            raise ValueError(f"--range: expected NAME=LOW,HIGH (e.g. h=1,7.2), got '{item}'"
+                             ) from None
+        if not sep or name not in free:
+            raise ValueError(f"--range: '{name}' is not a free parameter (--free: "
+                             f"{','.join(free)})")
+        ranges[name] = (low, high)
+    out = {n: ranges.get(n) or parameter_range(paradigm, n, args.span) for n in free}
+    try:
+        for n in free:
+            parameter_range(paradigm, n, out)
+    except ValueError as err:
+        raise ValueError(f"--range: {str(err).removeprefix('span: ')}") from None
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--starts", type=int, default=4, help="MAP restarts (best kept)")
     parser.add_argument("--knots", type=int, default=None,
                         help="emulator knots per free parameter (default 25/11/7 for 1/2/3)")
+    parser.add_argument("--span", type=float, default=1.75,
+                        help="emulator grid: prior mean +- this many prior SDs (default 1.75); "
+                             "narrow it to stay where the simulation is regular")
+    parser.add_argument("--range", action="append", default=[], metavar="NAME=LOW,HIGH",
+                        help="emulator grid of one parameter (repeatable; overrides --span "
+                             "for it), e.g. h=1,7.2")
     parser.add_argument("--direct", action="store_true",
                         help="simulate inside the likelihood (no emulator; slow)")
     parser.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
@@ -141,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
                              f"{', '.join(paradigm.parameter_names)}")
         args.free = "h"
     free = parse_free(args.free, paradigm)
+    span = emulator_span(args, paradigm, free)
     paradigm.params(args.preset)
     if note:
         print(f"cpsych fit: note: {note}")
@@ -150,8 +190,9 @@ def run(args: argparse.Namespace) -> int:
         knots = {1: 9, 2: 7}.get(len(free), 5)
     res = fit(paradigm, ds, free, preset=args.preset, group_effect=not args.no_group_effect,
               likelihood=args.likelihood, emulator=None if args.direct else "auto",
-              knots=knots, method=args.method, chains=args.chains if args.method == "nuts"
-              else 1, warmup=args.warmup, draws=args.draws, seed=args.seed,
+              knots=knots, span=span, method=args.method,
+              chains=args.chains if args.method == "nuts" else 1, warmup=args.warmup,
+              draws=args.draws, seed=args.seed,
               starts=args.starts, reference_group=args.reference_group,
               reference_condition=args.reference_condition, progress=not args.no_progress,
               verbose=False)

@@ -49,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=("nuts", "map"), default="nuts")
     parser.add_argument("--knots", type=int, default=None,
                         help="emulator knots per free parameter (default 25/11/7 for 1/2/3)")
+    parser.add_argument("--span", type=float, default=1.75,
+                        help="emulator grid: prior mean +- this many prior SDs (default 1.75); "
+                             "narrow it to stay where the simulation is regular")
+    parser.add_argument("--range", action="append", default=[], metavar="NAME=LOW,HIGH",
+                        help="emulator grid of one parameter (repeatable; overrides --span "
+                             "for it), e.g. h=1,7.2")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--draws", type=int, default=500)
@@ -59,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import cpsych
-    from cpsych.experiments.fit import parse_free
+    from cpsych.experiments.fit import emulator_span, parse_free
     from cpsych.fit.hierarchical import recovery
     from cpsych.paradigm import get
 
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--noise: expected a finite SD > 0, got {args.noise}")
     if not (np.isfinite(args.spread) and args.spread > 0):
         raise ValueError(f"--spread: expected a finite number of SDs > 0, got {args.spread}")
+    span = emulator_span(args, paradigm, free)
     for name, low in (("repeats", 1), ("chains", 1), ("warmup", 10), ("draws", 10)):
         if getattr(args, name) < low:
             raise ValueError(f"--{name}: too small ({getattr(args, name)}); use at least {low}")
@@ -78,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
     rec, res = recovery(paradigm, free, args.participants, spread=args.spread,
                         noise_sd=args.noise, repeats=args.repeats, seed=args.seed,
-                        method=args.method, knots=args.knots,
+                        method=args.method, knots=args.knots, span=span,
                         chains=args.chains if args.method == "nuts" else 1,
                         warmup=args.warmup, draws=args.draws, progress=not args.no_progress,
                         verbose=False)

@@ -574,6 +574,9 @@ PARADIGM = Paradigm(
         readout="self_generated", design_options={"target": "targets"}, match="matched",
         match_grid=tuple(float(v) for v in np.linspace(0.25, 4.0, 16)),
         plausible={"target": (0.0, 20.0), "matched": (0.0, 20.0)},
+        # at the control values SPM's action scheme oscillates from one h to the next above
+        # h ~ 7.2 (the produced force is no longer a smooth function of h): fit below it
+        regular={"h": (-10.0, 7.2)},
         description="one row per trial: the force a participant produced to match a target "
                     "force applied to their finger (Shergill et al. 2003)"),
     references=("Brown H, Adams RA, Parees I, Edwards M, Friston K (2013). Active inference, "

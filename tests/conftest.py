@@ -1,7 +1,9 @@
+import gc
 import os
 from importlib import resources
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -10,6 +12,24 @@ import pytest
 # processes are writing. The cache's own tests run commands in subprocesses with their own
 # directories.
 os.environ["CPSYCH_NO_CACHE"] = "1"
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every compiled program after each test module.
+
+    One process runs the whole suite; without this it accumulates thousands of XLA
+    executables (above 5 GB resident), and XLA has crashed in that state (a segmentation
+    fault in CI, an abort here). Modules share no compiled programs worth keeping.
+    """
+    yield
+    from cpsych import paradigm
+
+    paradigm._compiled.cache_clear()
+    jax.clear_caches()
+    gc.collect()
+
 
 DATA = Path(__file__).parent / "data"
 #: SPM's data and true states of the convolution model ship with the package (the

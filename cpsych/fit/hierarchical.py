@@ -282,11 +282,43 @@ class Emulated:
         return self.emulator(theta)
 
 
-def parameter_range(paradigm: Paradigm, name: str, span: float = 1.75) -> tuple[float, float]:
-    """Prior mean +- ``span`` prior SDs, clipped to the parameter's bounds."""
+def parameter_range(paradigm: Paradigm, name: str,
+                    span: float | Mapping[str, tuple[float, float]] = 1.75
+                    ) -> tuple[float, float]:
+    """The emulator's range for parameter ``name``.
+
+    ``span`` a number: the prior mean +- ``span`` prior SDs, clipped to the parameter's
+    bounds and to the data format's ``regular`` range for it. ``span`` a mapping
+    ``{name: (low, high)}``: that range for the parameters it names (inside the bounds),
+    the default (``span = 1.75``) for the others.
+    """
     p = paradigm.parameter(name)
     (m, s), (lo, hi) = p.prior, p.bounds
-    return max(m - span * s, lo), min(m + span * s, hi)
+    if isinstance(span, Mapping):
+        for key in span:
+            paradigm.parameter(key)
+        if name in span:
+            try:
+                a, b = (float(v) for v in span[name])
+            except (TypeError, ValueError):
+                raise ValueError(f"span: expected {name}=(low, high), got {span[name]!r}"
+                                 ) from None
+            if not (math.isfinite(a) and math.isfinite(b) and lo <= a < b <= hi):
+                raise ValueError(f"span: {name} range ({a:g}, {b:g}) must be finite with "
+                                 f"low < high inside the bounds ({lo:g}, {hi:g})")
+            return a, b
+        span = 1.75
+    span = float(span)
+    if not (math.isfinite(span) and span > 0):
+        raise ValueError(f"span: expected a finite number of prior SDs > 0, got {span:g}")
+    if paradigm.data is not None and name in paradigm.data.regular:
+        r_lo, r_hi = paradigm.data.regular[name]
+        lo, hi = max(lo, r_lo), min(hi, r_hi)
+    a, b = max(m - span * s, lo), min(m + span * s, hi)
+    if not a < b:
+        raise ValueError(f"span: {name}'s prior mean +- {span:g} prior SDs ({m - span * s:g}, "
+                         f"{m + span * s:g}) misses its usable range ({lo:g}, {hi:g})")
+    return a, b
 
 
 def default_knots(n_free: int) -> int:
@@ -295,7 +327,7 @@ def default_knots(n_free: int) -> int:
 
 
 def build_emulator(predictor: Predictor, knots: int | Sequence[int] | None = None,
-                   span: float = 1.75,
+                   span: float | Mapping[str, tuple[float, float]] = 1.75,
                    n_check: int = 12, seed: int = 0, progress: bool = True) -> Emulated:
     """Simulate ``predictor`` on a grid over its free parameters (:func:`cpsych.sweep.sweep`)
     and interpolate it (:func:`~cpsych.fit.emulator.grid_emulator`); measure the error."""
@@ -587,7 +619,8 @@ def _map_laplace(model, kwargs, draws, seed, starts, steps):
 def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",), *,
         preset: str = "control", group_effect: bool = True, likelihood: str = "gaussian",
         emulator: str | Emulated | None = "auto", knots: int | Sequence[int] | None = None,
-        span: float = 1.75, method: str = "nuts", chains: int = 4, warmup: int = 500,
+        span: float | Mapping[str, tuple[float, float]] = 1.75, method: str = "nuts",
+        chains: int = 4, warmup: int = 500,
         draws: int = 1000, seed: int = 0, starts: int = 4, steps: int = 500,
         target_accept: float = 0.9, reference_group: str | None = None,
         reference_condition: str | None = None, progress: bool = True,
@@ -606,7 +639,8 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
         built before (same paradigm, free parameters, preset and design values), or
         ``None`` (simulate inside the likelihood).
     knots, span : emulator grid: knots per free parameter (default :func:`default_knots`),
-        prior SDs either side of the prior mean (clipped to the bounds).
+        prior SDs either side of the prior mean (clipped to the bounds), or explicit ranges
+        ``{name: (low, high)}`` (:func:`parameter_range`).
     method : ``"nuts"`` (posterior) or ``"map"`` (optax L-BFGS MAP, best of ``starts``, and
         ``draws`` Laplace draws as one chain).
     progress : tqdm bars (emulator grid, NUTS). ``verbose`` prints the diagnostics.
