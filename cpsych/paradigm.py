@@ -86,7 +86,11 @@ class DataFormat:
         ``response``).
     design_options : design column -> the paradigm's design option that takes the tuple of
         the column's values (e.g. ``{"target": "targets"}``); the read-out's last dimension
-        runs over them. At most one design column is mapped.
+        runs over them. At most one design column besides ``condition`` is mapped. A mapped
+        ``condition`` column means the conditions are conditions of the design (e.g. the
+        stimulus): each participant x condition cell is simulated in its own condition
+        (the option gets a one-element tuple), as well as shifting the parameters by the
+        condition effects.
     match : ``None`` (the row's design value is simulated directly), or the read-out that
         the design value *equals*: the fit then simulates the design option at
         ``match_grid`` and predicts ``readout`` where ``match`` equals the row's value
@@ -113,6 +117,17 @@ class DataFormat:
     def predicted_by(self) -> str:
         """The read-out predicting the response."""
         return self.readout or self.response
+
+    @property
+    def x_column(self) -> str | None:
+        """The mapped design column the read-out's last dimension runs over (not
+        ``condition``), or ``None``."""
+        return next((c for c in self.design_options if c != "condition"), None)
+
+    @property
+    def condition_option(self) -> str | None:
+        """The design option that takes the condition, when conditions are designs."""
+        return self.design_options.get("condition")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

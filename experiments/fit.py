@@ -31,13 +31,25 @@ from pathlib import Path  # noqa: E402
 from cpsych.experiments import module_main  # noqa: E402
 
 __all__ = ["add_arguments", "run", "main", "read_data", "resolve", "parse_free",
-           "emulator_span", "EXAMPLE", "R_HAT_FAIL"]
+           "emulator_span", "condition_effect", "EXAMPLE", "R_HAT_FAIL"]
 
 DEFAULT_OUT = "results/fit"
 EXAMPLE = Path(__file__).parent / "data" / "force_matching_example.csv"
 DEFAULT_PARADIGM = "force-matching"
 #: R-hat above which ``cpsych fit`` exits with status 1 (the chains did not converge).
 R_HAT_FAIL = 1.05
+
+
+def condition_effect(text: str, free: tuple[str, ...]) -> bool | tuple[str, ...]:
+    """``--condition-effect all|none|NAME[,NAME...]`` as ``fit``'s ``condition_effect``."""
+    if text.strip() in ("all", "none"):
+        return text.strip() == "all"
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in free]
+    if not names or bad:
+        raise ValueError(f"--condition-effect: expected all, none or names among --free "
+                         f"({','.join(free)}), got '{text}'")
+    return names
 
 
 def emulator_span(args: argparse.Namespace, paradigm, free: tuple[str, ...]):
@@ -84,6 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="preset holding the other parameters (default control)")
     parser.add_argument("--no-group-effect", action="store_true",
                         help="one mean shared by every group (the comparison model)")
+    parser.add_argument("--condition-effect", default="all", metavar="all|none|NAME[,NAME...]",
+                        help="free parameters that shift with the condition (default all)")
     parser.add_argument("--likelihood", choices=("gaussian", "student"), default="gaussian",
                         help="response model (student: robust to outliers)")
     parser.add_argument("--method", choices=("nuts", "map"), default="nuts",
@@ -181,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         args.free = "h"
     free = parse_free(args.free, paradigm)
     span = emulator_span(args, paradigm, free)
+    shifted = condition_effect(args.condition_effect, free)
     paradigm.params(args.preset)
     if note:
         print(f"cpsych fit: note: {note}")
@@ -189,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
     if args.quick_grid and knots is None:
         knots = {1: 9, 2: 7}.get(len(free), 5)
     res = fit(paradigm, ds, free, preset=args.preset, group_effect=not args.no_group_effect,
+              condition_effect=shifted,
               likelihood=args.likelihood, emulator=None if args.direct else "auto",
               knots=knots, span=span, method=args.method,
               chains=args.chains if args.method == "nuts" else 1, warmup=args.warmup,

@@ -409,6 +409,8 @@ PARADIGM = Paradigm(
         columns={"participant": "label", "condition": "label", "time_ms": "ms",
                  "eye_velocity": VELOCITY_UNIT},
         response="eye_velocity", design=("condition", "time_ms"),
+        # each condition is a stimulus (its speed and noise): simulated in its own condition
+        design_options={"condition": "conditions", "time_ms": "times_ms"},
         # data: 65-5020 ms; |eye velocity| <= 0.24 (the target's peak is 2 pi / 32 = 0.196)
         plausible={"time_ms": (0.0, 60_000.0), "eye_velocity": (-1.0, 1.0)},
         description="one row per (condition, time bin): smooth eye velocity at the bin "

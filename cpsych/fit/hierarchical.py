@@ -8,7 +8,10 @@ stay at a preset) to a tidy data set in the paradigm's :class:`~cpsych.paradigm.
   column is mapped to a design option of the paradigm (``design_options``); with
   ``match`` set, the design value is what the ``match`` read-out must equal and the
   prediction is found by a monotone inversion along ``match_grid`` (force matching: the
-  participant produces the force whose percept matches the external target).
+  participant produces the force whose percept matches the external target). A mapped
+  ``condition`` column makes the conditions designs (pursuit: the stimulus): each
+  participant x condition cell is simulated in its own condition, with one emulator per
+  condition, besides the condition effects ``beta`` on the parameters.
 * **Emulator or simulator.** ``emulator="auto"`` runs the simulator once on a grid over the
   free parameters (:func:`cpsych.sweep.sweep`, ``knots`` per dimension, spanning the prior
   mean +- ``span`` prior SDs clipped to the parameter's bounds) and interpolates it
@@ -162,7 +165,7 @@ def code_data(paradigm: Paradigm, data: xr.Dataset, reference_group: str | None 
     if not np.all(np.isfinite(y)):
         raise ValueError(f"data: column '{fmt.response}' has {int(np.sum(~np.isfinite(y)))} "
                          "non-finite values (nothing is dropped silently: remove those rows)")
-    design_col = next(iter(fmt.design_options), None)
+    design_col = fmt.x_column
     if design_col is not None:
         x = np.asarray(_column(data, design_col, n), float)
         x_values, row_x = np.unique(x, return_inverse=True)
@@ -220,30 +223,39 @@ def _invert(match: jax.Array, readout: jax.Array, x: jax.Array) -> jax.Array:
 class Predictor:
     """``predict(values) -> (n_x,)``: the paradigm's prediction of the response at each design
     value ``x_values``, from the free parameters' ``values`` (a dict of scalars, traceable);
-    the other parameters at ``preset``."""
+    the other parameters at ``preset``; in design condition ``condition`` when the data
+    format maps the condition column to a design option (``None`` otherwise)."""
 
     paradigm: Paradigm
     free: tuple[str, ...]
     preset: str
     x_values: np.ndarray
+    condition: str | None = None
 
     def __call__(self, values: Mapping[str, jax.Array]) -> jax.Array:
         fmt = _format(self.paradigm)
         params = {k: jnp.asarray(v, float) for k, v in self.paradigm.params(self.preset).items()}
         params.update({k: jnp.asarray(v, float) for k, v in values.items()})
         ro = fmt.predicted_by
-        design_col = next(iter(fmt.design_options), None)
+        design = dict(self.paradigm.design)
+        if fmt.condition_option is not None:
+            design[fmt.condition_option] = (self.condition,)
+        design_col = fmt.x_column
         x = jnp.asarray(self.x_values, float)
+
+        def readout(out, name):  # drop the one-condition axis of a condition design
+            v = jnp.asarray(out[name], float)
+            return v.reshape(v.shape[1:]) if fmt.condition_option is not None else v
+
         if design_col is None:
-            out = self.paradigm.simulate(params, dict(self.paradigm.design), None)
-            return jnp.broadcast_to(jnp.asarray(out[ro], float), x.shape)
+            out = self.paradigm.simulate(params, design, None)
+            return jnp.broadcast_to(readout(out, ro), x.shape)
         option = fmt.design_options[design_col]
         if fmt.match:
-            design = {**self.paradigm.design, option: tuple(fmt.match_grid)}
-            out = self.paradigm.simulate(params, design, None)
-            return _invert(jnp.asarray(out[fmt.match], float), jnp.asarray(out[ro], float), x)
-        design = {**self.paradigm.design, option: tuple(float(v) for v in self.x_values)}
-        return jnp.asarray(self.paradigm.simulate(params, design, None)[ro], float)
+            out = self.paradigm.simulate(params, {**design, option: tuple(fmt.match_grid)}, None)
+            return _invert(readout(out, fmt.match), readout(out, ro), x)
+        design[option] = tuple(float(v) for v in self.x_values)
+        return readout(self.paradigm.simulate(params, design, None), ro)
 
     def batch(self) -> Callable[[jax.Array], jax.Array]:
         """Compiled ``theta (B, K) -> (B, n_x)``."""
@@ -251,7 +263,7 @@ class Predictor:
 
 
 def make_predictor(paradigm: Paradigm, free: Sequence[str], preset: str,
-                   x_values: Sequence[float]) -> Predictor:
+                   x_values: Sequence[float], condition: str | None = None) -> Predictor:
     """The :class:`Predictor` of ``paradigm`` (checks the free names and the data format)."""
     fmt = _format(paradigm)
     for name in free:
@@ -262,7 +274,11 @@ def make_predictor(paradigm: Paradigm, free: Sequence[str], preset: str,
     if fmt.match and not fmt.match_grid:
         raise ValueError(f"paradigm: {paradigm.name}'s data format names match='{fmt.match}' "
                          "without a match_grid")
-    return Predictor(paradigm, tuple(free), preset, np.asarray(x_values, float))
+    if (fmt.condition_option is None) != (condition is None):
+        raise ValueError(f"condition: {paradigm.name}'s conditions are "
+                         f"{'' if fmt.condition_option else 'not '}designs: "
+                         f"{'name one' if fmt.condition_option else 'pass None'}")
+    return Predictor(paradigm, tuple(free), preset, np.asarray(x_values, float), condition)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -390,13 +406,55 @@ def _fill_non_finite(table: np.ndarray, ndim: int) -> int:
     return int(bad.sum())
 
 
+def _cell_predictions(coded: Coded, designs: tuple[str | None, ...],
+                      predictors: Mapping[str | None, Predictor],
+                      emulated: Mapping[str | None, Emulated] | None
+                      ) -> Callable[[jax.Array], jax.Array]:
+    """``theta (cells, K) -> (cells, n_x)`` through the emulators or the direct simulator;
+    with design conditions, each cell through its own condition's."""
+    def one(c):
+        if emulated is not None:
+            return emulated[c].emulator
+        p = predictors[c]
+        return jax.vmap(lambda th: p(dict(zip(p.free, th, strict=True))))
+
+    if designs == (None,):
+        return one(None)
+    parts = [(np.flatnonzero(coded.cell_condition == i), one(c))
+             for i, c in enumerate(designs)]
+
+    def predict_cells(theta: jax.Array) -> jax.Array:
+        out = jnp.zeros((theta.shape[0], coded.x_values.size), theta.dtype)
+        for idx, f in parts:
+            if idx.size:
+                out = out.at[idx].set(f(theta[idx]))
+        return out
+
+    return predict_cells
+
+
+def _combined_error(parts: Sequence[Emulated]) -> dict[str, Any]:
+    """One emulator's error record, or several (one per design condition) pooled."""
+    if len(parts) == 1:
+        return dict(parts[0].error)
+    errs = [e.error for e in parts]
+    return {"max_abs": max(e["max_abs"] for e in errs),
+            "rms": float(np.sqrt(np.mean([e["rms"] ** 2 for e in errs]))),
+            "n_check": sum(e["n_check"] for e in errs),
+            "build_s": sum(e["build_s"] for e in errs), "knots": errs[0]["knots"],
+            "n_points": sum(e["n_points"] for e in errs),
+            "n_filled": sum(e["n_filled"] for e in errs)}
+
+
 # ----------------------------------------------------------------------------- the model
 def hierarchical_model(coded: Coded, predict_cells: Callable[[jax.Array], jax.Array],
                        prior_loc: np.ndarray, prior_scale: np.ndarray, obs_scale: float,
                        group_effect: bool = True, likelihood: str = "gaussian",
-                       y: jax.Array | None = None) -> None:
+                       y: jax.Array | None = None,
+                       condition_effect: tuple[int, ...] | None = None) -> None:
     """numpyro model of the module docstring; ``predict_cells(theta (cells, K)) ->
-    (cells, n_x)``; ``y=None`` samples the responses."""
+    (cells, n_x)``; ``y=None`` samples the responses; ``condition_effect``: indices of the
+    parameters that conditions shift (``None``: all)."""
     import numpyro
     import numpyro.distributions as dist
 
@@ -413,8 +471,14 @@ def hierarchical_model(coded: Coded, predict_cells: Callable[[jax.Array], jax.Ar
     sigma = numpyro.sample("sigma", dist.HalfNormal(scale / 2).to_event(1))
     z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([P, K]).to_event(2))
     theta = numpyro.deterministic("theta", mu + offsets[coded.group_of] + sigma * z)
-    if C > 1:
+    if C > 1 and condition_effect is None:
         beta = numpyro.sample("beta", dist.Normal(0.0, scale).expand([C - 1, K]).to_event(2))
+        cond = jnp.concatenate([jnp.zeros((1, K)), beta])
+    elif C > 1 and condition_effect:
+        idx = np.asarray(condition_effect, int)
+        part = numpyro.sample("beta_free", dist.Normal(0.0, scale[idx]).expand(
+            [C - 1, idx.size]).to_event(2))
+        beta = numpyro.deterministic("beta", jnp.zeros((C - 1, K)).at[:, idx].set(part))
         cond = jnp.concatenate([jnp.zeros((1, K)), beta])
     else:
         cond = jnp.zeros((1, K))
@@ -434,11 +498,13 @@ def _dims(coded: Coded) -> dict[str, list[str]]:
     return {"mu": ["parameter"], "sigma": ["parameter"],
             "delta": ["group_contrast", "parameter"], "group_mean": ["group", "parameter"],
             "z": ["participant", "parameter"], "theta": ["participant", "parameter"],
-            "beta": ["condition_contrast", "parameter"], coded.response: ["obs"]}
+            "beta": ["condition_contrast", "parameter"],
+            "beta_free": ["condition_contrast", "condition_parameter"], coded.response: ["obs"]}
 
 
-def _coords(coded: Coded, free) -> dict[str, Any]:
+def _coords(coded: Coded, free, shifted=None) -> dict[str, Any]:
     return {"parameter": list(free), "group": list(coded.groups),
+            "condition_parameter": list(free if shifted is None else shifted),
             "group_contrast": coded.group_contrasts,
             "condition_contrast": coded.condition_contrasts,
             "participant": list(coded.participants), "obs": np.arange(coded.n)}
@@ -463,6 +529,8 @@ class FitResult:
     emulated: Emulated | None = None
     diagnostics: dict[str, float] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)
+    #: design condition (``None`` when conditions are not designs) -> its emulator
+    emulators: dict[str | None, Emulated] = dataclasses.field(default_factory=dict)
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -623,8 +691,8 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
         chains: int = 4, warmup: int = 500,
         draws: int = 1000, seed: int = 0, starts: int = 4, steps: int = 500,
         target_accept: float = 0.9, reference_group: str | None = None,
-        reference_condition: str | None = None, progress: bool = True,
-        verbose: bool = True) -> FitResult:
+        reference_condition: str | None = None, condition_effect: bool | Sequence[str] = True,
+        progress: bool = True, verbose: bool = True) -> FitResult:
     """Fit the ``free`` parameters of ``paradigm`` to ``data`` (see the module docstring).
 
     Parameters
@@ -634,6 +702,9 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
         ``cpsych.fit.data.read_data(path, paradigm)``).
     free : names of the fitted parameters; the others stay at ``preset``.
     group_effect : ``False``: one mean shared by every group (the comparison model).
+    condition_effect : ``True`` (every free parameter shifts with the condition), ``False``
+        (none: conditions share the parameters) or the names of the free parameters that
+        shift (e.g. which one carries a stimulus effect).
     likelihood : ``"gaussian"`` or ``"student"`` (Student-t: robust to outliers).
     emulator : ``"auto"`` (build one with :func:`build_emulator`), an :class:`Emulated`
         built before (same paradigm, free parameters, preset and design values), or
@@ -669,31 +740,45 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
                         ("starts", starts, 1), ("steps", steps, 1)):
         val.check_int(v, name, minimum=lo)
     val.check_bool(group_effect, "group_effect")
+    if isinstance(condition_effect, bool):
+        shifted = free if condition_effect else ()
+    else:
+        shifted = ((condition_effect,) if isinstance(condition_effect, str)
+                   else tuple(condition_effect))
+        unknown = [n for n in shifted if n not in free]
+        if unknown or len(set(shifted)) != len(shifted):
+            raise ValueError(f"condition_effect: expected True, False or distinct names among "
+                             f"the free parameters {free}, got {condition_effect!r}")
+    effect_idx = None if shifted == free else tuple(free.index(n) for n in shifted)
     coded = code_data(paradigm, data, reference_group, reference_condition)
-    predictor = make_predictor(paradigm, free, preset, coded.x_values)
     t0 = time.perf_counter()
-    emulated = None
+    # one predictor (and emulator) per design condition when conditions are designs
+    designs = coded.conditions if _format(paradigm).condition_option else (None,)
+    predictors = {c: make_predictor(paradigm, free, preset, coded.x_values, c) for c in designs}
+    emulated: dict[str | None, Emulated] | None = None
     if isinstance(emulator, Emulated):
         e = emulator.predictor
         if (e.paradigm is not paradigm or e.free != free or e.preset != preset
-                or not np.array_equal(e.x_values, coded.x_values)):
+                or not np.array_equal(e.x_values, coded.x_values) or designs != (None,)):
             raise ValueError("emulator: built for another paradigm, free parameters, preset or "
-                             "set of design values; pass emulator='auto' to build one")
-        emulated = emulator
+                             "set of design values (or the conditions are designs, one "
+                             "emulator each); pass emulator='auto' to build one")
+        emulated = {None: emulator}
     elif emulator == "auto":
-        emulated = build_emulator(predictor, knots, span, seed=seed, progress=progress)
+        emulated = {c: build_emulator(predictors[c], knots, span, seed=seed, progress=progress)
+                    for c in designs}
     elif emulator is not None:
         raise ValueError(f"emulator: expected 'auto', None or an Emulated, got {emulator!r}")
-    predict_cells = emulated.emulator if emulated is not None else jax.vmap(
-        lambda th: predictor(dict(zip(free, th, strict=True))))
+    predict_cells = _cell_predictions(coded, designs, predictors, emulated)
     params = [paradigm.parameter(n) for n in free]
     obs_scale = float(np.std(coded.y)) if coded.n > 1 and np.std(coded.y) > 0 else 1.0
     kwargs = dict(coded=coded, predict_cells=predict_cells,
                   prior_loc=np.array([p.prior[0] for p in params]),
                   prior_scale=np.array([p.prior[1] for p in params]), obs_scale=obs_scale,
-                  group_effect=group_effect, likelihood=likelihood)
+                  group_effect=group_effect, likelihood=likelihood,
+                  condition_effect=effect_idx)
     y = jnp.asarray(coded.y)
-    dims, coords = _dims(coded), _coords(coded, free)
+    dims, coords = _dims(coded), _coords(coded, free, shifted)
     t1 = time.perf_counter()
     extra: dict[str, Any] = {}
     if method == "nuts":
@@ -734,11 +819,12 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
     cdims = {k: ["obs"] for k in groups["constant_data"]}
     cdims["group_of_participant"] = ["participant"]
     idata = az.from_dict(**groups, coords=coords, dims={**keep_dims, **cdims})
-    err = emulated.error if emulated is not None else {}
+    err = _combined_error(list(emulated.values())) if emulated is not None else {}
     noise = float(np.median(samples["sigma_obs"]))
     diag, msgs = diagnose(idata, err.get("max_abs"), noise)
     attrs = {"paradigm": paradigm.name, "free": ",".join(free), "preset": preset,
              "group_effect": int(group_effect), "likelihood": likelihood, "method": method,
+             "condition_effect": ",".join(shifted),
              "response": coded.response, "response_units": coded.units,
              "design_column": str(coded.design_column or ""),
              "reference_group": str(coded.groups[0]),
@@ -747,10 +833,12 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
              "setup_s": t1 - t0, **{f"emulator_{k}": v for k, v in err.items()},
              **diag, **extra, "warnings": "\n".join(msgs)}
     if emulated is not None:
-        attrs["emulator_" + "lows"] = ",".join(f"{k[0]:g}" for k in emulated.emulator.knots)
-        attrs["emulator_" + "highs"] = ",".join(f"{k[-1]:g}" for k in emulated.emulator.knots)
+        knots = next(iter(emulated.values())).emulator.knots
+        attrs["emulator_" + "lows"] = ",".join(f"{k[0]:g}" for k in knots)
+        attrs["emulator_" + "highs"] = ",".join(f"{k[-1]:g}" for k in knots)
     idata.posterior.attrs.update(attrs)
-    result = FitResult(idata, coded, emulated, diag, msgs)
+    result = FitResult(idata, coded, None if emulated is None else emulated.get(None), diag,
+                       msgs, emulators=emulated or {})
     if verbose:
         print(describe(result))
     for m in msgs:
@@ -837,27 +925,35 @@ def synthetic_data(paradigm: Paradigm | str, free: Sequence[str], theta: np.ndar
     groups = list(groups) if groups is not None else ["all"] * P
     if len(groups) != P:
         raise ValueError(f"groups: expected {P} labels (one per participant), got {len(groups)}")
-    design_col = next(iter(fmt.design_options), None)
+    design_col = fmt.x_column
     if x_values is None:
         x_values = (np.asarray(paradigm.design[fmt.design_options[design_col]], float)
                     if design_col else np.zeros(1))
-    pred = np.asarray(make_predictor(paradigm, free, preset, x_values).batch()(
-        jnp.asarray(theta)))
+    x_values = np.asarray(x_values, float)
+    designs = (tuple(paradigm.design[fmt.condition_option]) if fmt.condition_option
+               else (None,))
+    pred = {c: np.asarray(make_predictor(paradigm, free, preset, x_values, c).batch()(
+        jnp.asarray(theta))) for c in designs}
     rng = np.random.default_rng(seed)
     clip = clip or fmt.plausible.get(fmt.response, (-np.inf, np.inf))
     rows: dict[str, list] = {"participant": [], "group": [], fmt.response: []}
     if design_col:
         rows[design_col] = []
+    if fmt.condition_option:
+        rows["condition"] = []
     width = len(str(P))
     for i in range(P):
-        for _ in range(repeats):
-            for j, x in enumerate(np.asarray(x_values, float)):
-                rows["participant"].append(f"p{i + 1:0{width}d}")
-                rows["group"].append(groups[i])
-                if design_col:
-                    rows[design_col].append(x)
-                rows[fmt.response].append(float(np.clip(pred[i, j] + noise_sd * rng.normal(),
-                                                        *clip)))
+        for c in designs:
+            for _ in range(repeats):
+                for j, x in enumerate(x_values):
+                    rows["participant"].append(f"p{i + 1:0{width}d}")
+                    rows["group"].append(groups[i])
+                    if design_col:
+                        rows[design_col].append(x)
+                    if c is not None:
+                        rows["condition"].append(c)
+                    rows[fmt.response].append(float(np.clip(
+                        pred[c][i, j] + noise_sd * rng.normal(), *clip)))
     ds = xr.Dataset({k: ("obs", np.asarray(v)) for k, v in rows.items()},
                     attrs={"source": "synthetic (direct simulator)", "noise_sd": noise_sd,
                            "seed": seed, "paradigm": paradigm.name})
