@@ -31,13 +31,26 @@ from pathlib import Path  # noqa: E402
 from cpsych.experiments import module_main  # noqa: E402
 
 __all__ = ["add_arguments", "run", "main", "read_data", "resolve", "parse_free",
-           "emulator_span", "condition_effect", "EXAMPLE", "R_HAT_FAIL"]
+           "emulator_span", "condition_effect",
+           "add_emulator_arguments", "EXAMPLE", "R_HAT_FAIL"]
 
 DEFAULT_OUT = "results/fit"
 EXAMPLE = Path(__file__).parent / "data" / "force_matching_example.csv"
 DEFAULT_PARADIGM = "force-matching"
 #: R-hat above which ``cpsych fit`` exits with status 1 (the chains did not converge).
 R_HAT_FAIL = 1.05
+
+
+def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--knots``, ``--span`` and ``--range``: the emulator grid (fit and recovery)."""
+    parser.add_argument("--knots", type=int, default=None,
+                        help="emulator knots per free parameter (default 25/11/7 for 1/2/3)")
+    parser.add_argument("--span", type=float, default=1.75,
+                        help="emulator grid: prior mean +- this many prior SDs (default 1.75); "
+                             "narrow it to stay where the simulation is regular")
+    parser.add_argument("--range", action="append", default=[], metavar="NAME=LOW,HIGH",
+                        help="emulator grid of one parameter (repeatable; overrides --span "
+                             "for it), e.g. h=1,7.2")
 
 
 def condition_effect(text: str, free: tuple[str, ...]) -> bool | tuple[str, ...]:
@@ -103,14 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=("nuts", "map"), default="nuts",
                         help="nuts (posterior) or map (optax MAP + Laplace, quick look)")
     parser.add_argument("--starts", type=int, default=4, help="MAP restarts (best kept)")
-    parser.add_argument("--knots", type=int, default=None,
-                        help="emulator knots per free parameter (default 25/11/7 for 1/2/3)")
-    parser.add_argument("--span", type=float, default=1.75,
-                        help="emulator grid: prior mean +- this many prior SDs (default 1.75); "
-                             "narrow it to stay where the simulation is regular")
-    parser.add_argument("--range", action="append", default=[], metavar="NAME=LOW,HIGH",
-                        help="emulator grid of one parameter (repeatable; overrides --span "
-                             "for it), e.g. h=1,7.2")
+    add_emulator_arguments(parser)
     parser.add_argument("--direct", action="store_true",
                         help="simulate inside the likelihood (no emulator; slow)")
     parser.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")

@@ -32,6 +32,8 @@ DEFAULT_OUT = "results/recovery"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cpsych.experiments.fit import add_emulator_arguments
+
     parser.add_argument("paradigm", nargs="?", default="force-matching",
                         help="registered paradigm (default force-matching)")
     parser.add_argument("--free", default="h", metavar="NAME[,NAME...]",
@@ -47,14 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spread", type=float, default=1.0,
                         help="true values span the prior mean +- this many prior SDs")
     parser.add_argument("--method", choices=("nuts", "map"), default="nuts")
-    parser.add_argument("--knots", type=int, default=None,
-                        help="emulator knots per free parameter (default 25/11/7 for 1/2/3)")
-    parser.add_argument("--span", type=float, default=1.75,
-                        help="emulator grid: prior mean +- this many prior SDs (default 1.75); "
-                             "narrow it to stay where the simulation is regular")
-    parser.add_argument("--range", action="append", default=[], metavar="NAME=LOW,HIGH",
-                        help="emulator grid of one parameter (repeatable; overrides --span "
-                             "for it), e.g. h=1,7.2")
+    add_emulator_arguments(parser)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--draws", type=int, default=500)
