@@ -219,16 +219,16 @@ def read_data(path: str | os.PathLike, paradigm: Paradigm) -> xr.Dataset:
 
     Returns
     -------
-    xarray.Dataset over one dimension ``obs`` (one per data row, in file order):
-
-    * one variable per column of the data format: label columns (kind ``"label"``) as NumPy
-      string arrays, numeric columns as float64 with ``attrs["units"]`` from the format;
-    * extra numeric columns of the file, as float64 (empty or ``nan`` cells are NaN there,
-      counted in ``attrs["n_missing_<column>"]``); extra text columns are not read and are
-      listed in ``attrs["ignored_columns"]``;
-    * coordinate ``line``: the file's line number of each row (the header is line 1);
-    * ``attrs``: ``source`` (the path), ``paradigm`` (its name), ``response`` and ``design``
-      (from the format), ``filled_columns`` and ``notes`` when a level column was absent.
+    xarray.Dataset
+        One dimension ``obs`` (one per data row, in file order). One variable per column of
+        the data format: label columns (kind ``"label"``) as NumPy string arrays, numeric
+        columns as float64 with ``attrs["units"]`` from the format. Extra numeric columns of
+        the file, as float64 (empty or ``nan`` cells are NaN there, counted in
+        ``attrs["n_missing_<column>"]``); extra text columns are not read and are listed in
+        ``attrs["ignored_columns"]``. Coordinate ``line``: the file's line number of each
+        row (the header is line 1). ``attrs``: ``source`` (the path), ``paradigm`` (its
+        name), ``response`` and ``design`` (from the format), ``filled_columns`` and
+        ``notes`` when a level column was absent.
 
     The :data:`LEVEL_COLUMNS` (``group``, ``condition``) may be absent from the file even when
     the format lists them: every row is then given the single level ``"all"`` (a note in
