@@ -644,32 +644,55 @@ def _nuts(model, kwargs, chains, warmup, draws, seed, target_accept, progress):
     return mcmc
 
 
-def _map_laplace(model, kwargs, draws, seed, starts, steps):
-    """Best-of-``starts`` L-BFGS MAP in numpyro's unconstrained space, then Laplace draws."""
+def _map_starts(model, kwargs, info, seed, starts, screen):
+    """Unconstrained starting points: the prior median, then the ``starts - 1`` lowest-
+    potential of ``screen * (starts - 1)`` draws from the prior (a dynamic model runs away
+    for many prior draws, where L-BFGS makes no progress)."""
+    from numpyro.infer import Predictive
+    from numpyro.infer.util import unconstrain_fn
+
+    z0 = info.param_info.z
+    if starts == 1:
+        return [z0]
+    n = screen * (starts - 1)
+    prior = Predictive(model, num_samples=n, return_sites=list(z0))(
+        jax.random.PRNGKey(seed + 1), **{**kwargs, "y": None})
+    zs = jax.vmap(lambda p: unconstrain_fn(model, (), kwargs, p))(prior)
+    values = np.asarray(jax.jit(jax.vmap(info.potential_fn))(zs))
+    order = np.argsort(np.where(np.isfinite(values), values, np.inf), kind="stable")
+    return [z0] + [jax.tree.map(lambda a, i=i: a[i], zs) for i in order[:starts - 1]]
+
+
+def _map_laplace(model, kwargs, draws, seed, starts, steps, screen=8, progress=False):
+    """Best-of-``starts`` L-BFGS MAP in numpyro's unconstrained space (:func:`_map_starts`),
+    then Laplace draws."""
     from jax.flatten_util import ravel_pytree
-    from numpyro.infer import init_to_median, init_to_uniform
+    from numpyro.infer import init_to_median
     from numpyro.infer.util import initialize_model
+    from tqdm.auto import tqdm
 
     from ..optimise import lbfgs
 
+    info = initialize_model(jax.random.PRNGKey(seed), model, model_kwargs=kwargs,
+                            init_strategy=init_to_median())
+    pot = info.potential_fn
     best, losses = None, []
-    for s in range(starts):
-        strategy = init_to_median() if s == 0 else init_to_uniform(radius=2.0)
-        info = initialize_model(jax.random.PRNGKey(seed + s), model, model_kwargs=kwargs,
-                                init_strategy=strategy)
-        pot = info.potential_fn
+    bar = tqdm(_map_starts(model, kwargs, info, seed, starts, screen), desc="cpsych.fit MAP",
+               unit="start", disable=not progress)
+    for z in bar:
         try:
-            res = lbfgs(pot, info.param_info.z, max_iter=steps, tol=1e-6)
+            res = lbfgs(pot, z, max_iter=steps, tol=1e-6, non_finite="stop")
         except FloatingPointError:
             losses.append(math.inf)
             continue
         value = float(pot(res.x))
         losses.append(value)
+        bar.set_postfix_str(f"-log p {value:.4g}")
         if best is None or value < best[0]:
-            best = (value, res, info)
+            best = (value, res)
     if best is None:
         raise FloatingPointError("map: every start diverged (non-finite objective)")
-    value, res, info = best
+    value, res = best
     flat, unravel = ravel_pytree(res.x)
     hess = jax.hessian(lambda f: info.potential_fn(unravel(f)))(flat)
     hess = 0.5 * (hess + hess.T)
@@ -787,8 +810,9 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
         samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=False).items()}
         n_chain = chains
     else:
-        samples, mode, losses, converged = _map_laplace(hierarchical_model, {**kwargs, "y": y},
-                                                        draws, seed, starts, steps)
+        samples, mode, losses, converged = _map_laplace(
+            hierarchical_model, {**kwargs, "y": y}, draws, seed, starts, steps,
+            progress=progress)
         n_chain = 1
         extra = {"map_losses": ",".join(f"{v:.4g}" for v in losses),
                  "map_converged": int(converged)}
