@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -30,6 +31,22 @@ class Minimum(NamedTuple):
     converged: bool
 
 
+@functools.lru_cache(maxsize=8)
+def _lbfgs_step(fun: Callable[[Any], jax.Array]):
+    """optax's L-BFGS and one compiled iteration for ``fun``, kept for the next call with the
+    same function (multi-start fits compile once)."""
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(fun)
+
+    @jax.jit
+    def step(x, state):
+        value, grad = value_and_grad(x, state=state)
+        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=fun)
+        return optax.apply_updates(x, updates), state, value, optax.tree_utils.tree_norm(grad)
+
+    return opt, step
+
+
 def lbfgs(fun: Callable[[Any], jax.Array], x0: Any, *, max_iter: int = 100, tol: float = 1e-6,
           callback: Callable[[int, float, float], None] | None = None,
           non_finite: str = "raise") -> Minimum:
@@ -54,15 +71,7 @@ def lbfgs(fun: Callable[[Any], jax.Array], x0: Any, *, max_iter: int = 100, tol:
     """
     if non_finite not in ("raise", "stop"):
         raise ValueError(f"non_finite: expected 'raise' or 'stop', got {non_finite!r}")
-    opt = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(fun)
-
-    @jax.jit
-    def step(x, state):
-        value, grad = value_and_grad(x, state=state)
-        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=fun)
-        return optax.apply_updates(x, updates), state, value, optax.tree_utils.tree_norm(grad)
-
+    opt, step = _lbfgs_step(fun)
     x = jax.tree.map(lambda a: jnp.asarray(a, dtype=float), x0)
     state = opt.init(x)
     history: list[float] = []

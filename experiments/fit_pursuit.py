@@ -8,39 +8,41 @@ smooth / noisy target), binned in 32 bins per target cycle into the paradigm's t
 gains are properties of velocity.
 
 Model: the paradigm ``pursuit-spem`` (:mod:`cpsych.models.spem`: the pursuit agent of SPEC 5.5
-in the experiment's geometry, with the kinetics of SPM's DCM of these data). Each data row
-(condition, time) is predicted by the paradigm's ``eye_velocity`` read-out at that condition
-and time, simulated directly (no emulator).
+in the experiment's geometry, with the kinetics of SPM's DCM of these data), fitted by the
+generic :func:`cpsych.fit.hierarchical.fit`: each condition is a design (the paradigm is
+simulated in it), each data row (condition, time) is predicted by the ``eye_velocity``
+read-out at that condition and time, simulated directly (no emulator: many parameter
+settings make the eye oscillate or run away, which an interpolated grid cannot follow).
 
-Fitted (:data:`SPEC`): the log-precision of the retinal channels (the sensory precision of the
-target) and of the level-2 state fluctuations (the precision of the prior beliefs about the
-target's motion), each with an intercept and additive effects of target noise and of target
-speed (priors N(4, 1) and N(0, 1/2) as in SPM's DCM); the log cause gain ``k_c`` and its
-hidden-target change ``k_h``, each also with noise and speed effects (intercepts N(0, 1),
-effects N(0, 1/2)); the target gain ``k_t``, its hidden change ``k_th``, the log damping
-``k_d`` and the log target rate ``k_r`` (N(0, 1), shared by the conditions); and the SD of the
-eye-velocity residuals (log, N(log 0.02, 1)): 17 parameters. Every other parameter of the
-paradigm stays at its default.
+Fitted (:data:`FREE`, priors the paradigm's): the log-precisions of the retinal channels (the
+sensory precision of the target) and of the level-2 state fluctuations (the precision of the
+prior beliefs about the target's motion), the log cause gain ``k_c`` and its hidden-target
+change ``k_h``, the target gain ``k_t``, its hidden change ``k_th``, the log damping ``k_d``
+and the log target rate ``k_r``; the first four (:data:`SHIFTED`) also shift with the
+condition (``beta``: each condition minus fast-smooth, prior N(0, the parameter's prior SD));
+and the SD of the eye-velocity residuals. Every other parameter stays at its default.
 
-Inference (:func:`fit`): multi-start MAP, optax L-BFGS from ``--starts K`` starting points
-drawn from the prior (seeded), reverse-mode gradients through the four simulations; the best
-start is kept and every start's final loss is reported (the loss is piecewise smooth: the
-occluder is a hard step in the agent's model, so L-BFGS stops in different local optima).
-Then a Laplace approximation at the best start (Hessian by forward-over-reverse; eigenvalues
-floored at the smallest prior precision, 1, and the number floored recorded). Residuals of a
-grand-average trace are autocorrelated, so the Laplace intervals, which treat 32 bins per
-condition as independent, are optimistic. The generic fit of :mod:`cpsych.fit` is meant to
-replace :func:`fit`.
+Inference: multi-start MAP (the prior median, then the best of 8x prior draws screened by the
+posterior density; optax L-BFGS, reverse-mode gradients through the four simulations), the
+best start kept and Laplace-approximated (``method="map"`` of the generic fit). The loss is
+piecewise smooth (the occluder is a hard step in the agent's model), so starts stop in
+different local optima: every start's final loss is reported. Residuals of a grand-average
+trace are autocorrelated, so the Laplace intervals, which treat the bins as independent, are
+optimistic.
 
-Smooth vs noisy (:func:`noisy_profile`, :func:`needed_change`): from the MAP, each parameter
+Smooth vs noisy: the posterior of each shifted parameter's noisy-minus-smooth difference, per
+speed (:func:`noise_effects`). And (:func:`noisy_profile`, :func:`needed_change`): from the
+MAP, each parameter
 of the paradigm is shifted in every condition (the others held); per condition, the shift that
 gives the model the data's visible gain is found. The noisy minus smooth shift is the noise
 effect that parameter would need to carry the data's 0.17-0.21 lower visible gain with a
 noisy target, and the summed change of the -log likelihood there is its cost.
 
-Writes <out>/fit_pursuit.nc (data, fitted traces, posterior predictive bands, parameters with
-90 % intervals, gains of data and fit, the per-start losses and the profile) and
-<out>/fit_pursuit_traces, <out>/fit_pursuit_effects, <out>/fit_pursuit_noisy (PDF and PNG).
+Writes <out>/fit_pursuit.nc (data, fitted traces, posterior predictive bands, parameters per
+condition with 90 % intervals, noise effects, gains of data and fit, the per-start losses and
+the profile), the generic fit <out>/fit/ (ArviZ netCDF and summary: ``cpsych compare`` reads
+it) and <out>/fit_pursuit_traces, <out>/fit_pursuit_effects, <out>/fit_pursuit_noisy (PDF and
+PNG).
 """
 
 from __future__ import annotations
@@ -50,10 +52,9 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # SPEC 8
 
 import argparse  # noqa: E402
-import dataclasses  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Mapping, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -61,9 +62,9 @@ import xarray as xr  # noqa: E402
 
 from cpsych.experiments import add_out_argument, module_main  # noqa: E402
 
-__all__ = ["CONDITIONS", "PARAMS", "KINETIC", "SPEC", "FitSpec", "PRIOR_MEAN", "PRIOR_SD",
-           "prepare_data", "make_loss", "multistart_map", "fit", "gains", "noisy_profile",
-           "results_dataset", "add_arguments", "run", "main"]
+__all__ = ["CONDITIONS", "FREE", "SHIFTED", "KINETIC", "REFERENCE", "prepare_data", "fit",
+           "condition_values", "traces", "gains", "noise_effects", "noisy_profile",
+           "needed_change", "results_dataset", "add_arguments", "run", "main"]
 
 DATA = Path(__file__).parent / "data" / "spem_fit"
 BINNED = DATA / "spem_binned.csv"
@@ -72,75 +73,16 @@ PARADIGM_NAME = "pursuit-spem"
 CONDITIONS = ("fast_smooth", "fast_noisy", "slow_smooth", "slow_noisy")  # = spem.CONDITIONS
 BINS = 32
 KINETIC = ("k_c", "k_h", "k_t", "k_th", "k_d", "k_r")  # = spem.KINETIC
-EFFECTS = ("noisy", "fast")
-EFFECT_SD = float(np.sqrt(0.5))
-SIGMA_PRIOR = (float(np.log(0.02)), 1.0)  # log SD of the residuals (target amplitudes / bin)
-
-
-@dataclasses.dataclass(frozen=True)
-class FitSpec:
-    """Which paradigm parameters are fitted, and which of them have condition effects.
-
-    The parameter vector is, per free parameter, its intercept (prior: the paradigm's) and,
-    for those in ``effects``, its additive ``noisy`` and ``fast`` effects (N(0, 1/2)); then
-    ``log_sigma``, the log SD of the residuals.
-    """
-
-    free: tuple[str, ...] = ("retina", "state2", "k_c", "k_h", "k_t", "k_th", "k_d", "k_r")
-    effects: tuple[str, ...] = ("retina", "state2", "k_c", "k_h")
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        out: list[str] = []
-        for p in self.free:
-            out += [p] + ([f"{p}_{e}" for e in EFFECTS] if p in self.effects else [])
-        return (*out, "log_sigma")
-
-    def prior(self) -> tuple[np.ndarray, np.ndarray]:
-        """Prior means and SDs of the parameter vector."""
-        par = _paradigm()
-        mean, sd = [], []
-        for p in self.free:
-            m, s = par.parameter(p).prior
-            mean.append(m)
-            sd.append(s)
-            if p in self.effects:
-                mean += [0.0, 0.0]
-                sd += [EFFECT_SD, EFFECT_SD]
-        return np.array([*mean, SIGMA_PRIOR[0]]), np.array([*sd, SIGMA_PRIOR[1]])
-
-    def condition_values(self, theta):
-        """Every paradigm parameter per condition, ``{name: (4,)}``, from the vector."""
-        import jax.numpy as jnp
-
-        par = _paradigm()
-        X = jnp.asarray(design())  # (condition, [intercept, noisy, fast])
-        values = {p.name: jnp.full(len(CONDITIONS), p.default) for p in par.parameters}
-        i = 0
-        for p in self.free:
-            if p in self.effects:
-                values[p] = X @ theta[i:i + 3]
-                i += 3
-            else:
-                values[p] = jnp.full(len(CONDITIONS), 1.0) * theta[i]
-                i += 1
-        return values
+#: Fitted parameters, and those that shift with the condition.
+FREE = ("retina", "state2", "k_c", "k_h", "k_t", "k_th", "k_d", "k_r")
+SHIFTED = ("retina", "state2", "k_c", "k_h")
+REFERENCE = "fast_smooth"  # the reference condition of the condition effects
 
 
 def _paradigm():
     import cpsych
 
     return cpsych.paradigm.get(PARADIGM_NAME)
-
-
-SPEC = FitSpec()
-PARAMS = SPEC.names
-PRIOR_MEAN, PRIOR_SD = SPEC.prior()
-
-
-def design() -> np.ndarray:
-    """(condition, [intercept, noisy, fast]) design matrix of the condition effects."""
-    return np.array([[1.0, "noisy" in c, "fast" in c] for c in CONDITIONS])
 
 
 # ----------------------------------------------------------------------------- data
@@ -208,158 +150,99 @@ def prepare_data(path: str | Path = BINNED) -> xr.Dataset:
 
 
 # ----------------------------------------------------------------------------- model
-def make_loss(data: xr.Dataset, spec: FitSpec = SPEC) -> tuple[Callable, Callable]:
-    """Negative log posterior of the parameter vector (jit-able) and ``traces(theta)``, the
-    paradigm's eye velocity at every (condition, bin) of the data, ``(4, 32)``."""
+def fit(path: str | Path = BINNED, free: Sequence[str] = FREE,
+        shifted: bool | Sequence[str] = SHIFTED, steps: int = 80, starts: int = 4,
+        draws: int = 200, seed: int = 0, progress: bool = False):
+    """Multi-start MAP and Laplace of the binned file ``path`` through the generic fit.
+
+    :func:`cpsych.fit.hierarchical.fit` with the conditions as designs, the direct simulator
+    (``emulator=None``), ``method="map"`` (``starts`` L-BFGS starts of ``steps`` iterations,
+    ``draws`` Laplace draws), one participant (no group effect) and condition effects on
+    ``shifted`` (reference condition :data:`REFERENCE`). Returns its
+    :class:`~cpsych.fit.hierarchical.FitResult`; the diagnostics' warnings are in
+    ``result.warnings`` (not raised).
+    """
+    from cpsych.fit.data import read_data
+    from cpsych.fit.hierarchical import FitWarning
+    from cpsych.fit.hierarchical import fit as generic_fit
+
+    par = _paradigm()
+    rows = read_data(path, par)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        return generic_fit(par, rows, tuple(free), method="map", emulator=None,
+                           group_effect=False, condition_effect=shifted,
+                           reference_condition=REFERENCE, starts=starts, steps=steps,
+                           draws=draws, seed=seed, progress=progress, verbose=False)
+
+
+def _cells(result, point: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Free parameters per condition (:data:`CONDITIONS` order, last axis the parameters)
+    from a point (``theta``, ``beta``) of the fit, with any leading draw axes."""
+    coded = result.coded
+    theta = np.asarray(point["theta"])[..., 0, :]  # the one participant
+    K = theta.shape[-1]
+    beta = (np.asarray(point["beta"]) if "beta" in point
+            else np.zeros((*theta.shape[:-1], len(coded.conditions) - 1, K)))
+    shift = np.concatenate([np.zeros((*theta.shape[:-1], 1, K)), beta], axis=-2)
+    order = [list(coded.conditions).index(c) for c in CONDITIONS]
+    return theta[..., None, :] + shift[..., order, :]
+
+
+def condition_values(result) -> dict[str, np.ndarray]:
+    """Every paradigm parameter per condition, ``{name: (4,)}`` in :data:`CONDITIONS` order:
+    the free ones at the MAP (the participant's ``theta`` plus the condition's ``beta``; the
+    posterior mean for a fit without a MAP point), the others at the preset."""
+    par = _paradigm()
+    point = result.mode if result.mode is not None else {
+        k: result.idata.posterior[k].mean(("chain", "draw")).values
+        for k in ("theta", "beta") if k in result.idata.posterior}
+    cells = _cells(result, point)
+    values = {k: np.full(len(CONDITIONS), float(v))
+              for k, v in par.params(result.attrs.get("preset", "control")).items()}
+    for j, name in enumerate(result.free):
+        values[name] = cells[:, j]
+    return values
+
+
+def traces(data: xr.Dataset, values: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The paradigm's eye velocity at every (condition, bin) of ``data`` (:func:`prepare_data`)
+    with per-condition parameter ``values``, ``(4, 32)`` (NaN where a bin has no time)."""
     import jax.numpy as jnp
 
     par = _paradigm()
     times = np.asarray(data["time_ms"].values)
     grid = np.unique(times[np.isfinite(times)])
-    # each (condition, bin) looks its prediction up in the read-out's (condition, time_ms)
     t_idx = np.where(np.isfinite(times), np.searchsorted(grid, np.nan_to_num(times)), 0)
     c_idx = np.broadcast_to(np.arange(len(CONDITIONS))[:, None], times.shape)
-    dsg = {"conditions": CONDITIONS, "times_ms": tuple(float(t) for t in grid)}
-    eye = jnp.asarray(np.nan_to_num(data["eye_velocity"].values))
-    mask = jnp.asarray(np.isfinite(data["eye_velocity"].values), float)
-    n_obs = float(mask.sum())
-    mean, sd = (jnp.asarray(a) for a in spec.prior())
-
-    def traces(theta):
-        ro = par.simulate(spec.condition_values(theta), dsg, None)
-        return ro["eye_velocity"][c_idx, t_idx]
-
-    def loss(theta):
-        e = traces(theta)
-        sigma = jnp.exp(theta[-1])
-        sse = jnp.sum(mask * (eye - e) ** 2)
-        nll = 0.5 * sse / sigma**2 + n_obs * theta[-1]
-        return nll + 0.5 * jnp.sum(((theta - mean) / sd) ** 2)
-
-    return loss, traces
+    out = par.simulate({k: jnp.asarray(v, float) for k, v in values.items()},
+                       {"conditions": CONDITIONS, "times_ms": tuple(float(t) for t in grid)},
+                       None)
+    e = np.asarray(out["eye_velocity"])[c_idx, t_idx]
+    return np.where(np.isfinite(times), e, np.nan)
 
 
-def multistart_map(loss: Callable, starts: np.ndarray, steps: int = 80, tol: float = 1e-3,
-                   verbose: bool = False) -> dict:
-    """L-BFGS (optax, zoom line search) from each row of ``starts``; one compilation serves
-    every start. A start whose loss becomes non-finite is stopped and scored ``inf``.
+def noise_effects(result) -> xr.Dataset:
+    """Noisy minus smooth value of each free parameter, per speed: at the MAP (``estimate``)
+    and over the Laplace draws (``interval90``, ``prob_positive``)."""
+    post = result.idata.posterior
+    draws = _cells(result, {k: post[k].values.reshape(-1, *post[k].shape[2:])
+                            for k in ("theta", "beta") if k in post})  # (S, 4, K)
+    point = _cells(result, result.mode) if result.mode is not None else draws.mean(0)
+    idx = {c: CONDITIONS.index(c) for c in CONDITIONS}
 
-    Returns ``theta`` (best), ``best``, ``losses`` (lowest loss reached per start),
-    ``thetas`` (where), ``histories`` (loss before each iteration, then after the last, per
-    start), ``iterations`` (L-BFGS iterations run per start), ``seconds``.
-    """
-    import jax
-    import optax
+    def diff(x, sp):
+        return x[..., idx[f"{sp}_noisy"], :] - x[..., idx[f"{sp}_smooth"], :]
 
-    opt = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(loss)
-
-    @jax.jit
-    def step(x, state):
-        value, grad = value_and_grad(x, state=state)
-        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=loss)
-        return optax.apply_updates(x, updates), state, value, optax.tree_utils.tree_norm(grad)
-
-    t0 = time.perf_counter()
-    thetas, losses, histories, iterations = [], [], [], []
-    for k, x0 in enumerate(np.asarray(starts, float)):
-        x = jax.numpy.asarray(x0)
-        state = opt.init(x)
-        hist: list[float] = []
-        best_x, best_v = x, np.inf
-        n_it, stopped = 0, False
-        while n_it < steps and not stopped:
-            x_new, state, value, g = step(x, state)
-            n_it += 1
-            value = float(value)
-            if not np.isfinite(value):  # a run-away start: keep the best point so far
-                break
-            hist.append(value)
-            if value < best_v:
-                best_x, best_v = x, value
-            stopped = float(g) < tol
-            if not stopped:
-                x = x_new
-        else:
-            if not stopped:  # the loss after the last update
-                v_last = float(loss(x))
-                if np.isfinite(v_last) and v_last < best_v:
-                    best_x, best_v = x, v_last
-                    hist.append(v_last)
-        thetas.append(np.asarray(best_x))
-        losses.append(best_v)
-        histories.append(np.asarray(hist))
-        iterations.append(n_it)
-        if verbose:
-            first = hist[0] if hist else np.inf
-            print(f"    start {k + 1}/{len(starts)}: -log posterior {first:.1f} -> {best_v:.2f}"
-                  f" ({n_it} iterations, {time.perf_counter() - t0:.0f} s)",
-                  flush=True)
-    losses_a = np.asarray(losses)
-    best = int(np.argmin(losses_a))
-    return {"theta": thetas[best], "best": best, "losses": losses_a,
-            "thetas": np.stack(thetas), "histories": histories,
-            "iterations": np.asarray(iterations),
-            "seconds": time.perf_counter() - t0}
-
-
-def prior_starts(k: int, seed: int = 0, spec: FitSpec = SPEC, loss: Callable | None = None,
-                 screen: int = 8) -> np.ndarray:
-    """``k`` starting points from the prior (seeded).
-
-    With ``loss``, ``screen * k`` points are drawn and the ``k`` of lowest loss kept: many
-    prior draws make the agent's eye oscillate or run away (losses of 1e6-1e10, where
-    L-BFGS makes no progress in 80 iterations), so the starts are screened.
-    """
-    import jax
-
-    mean, sd = spec.prior()
-    rng = np.random.default_rng(seed)
-    n = k if loss is None else screen * k
-    draws = mean + sd * rng.standard_normal((n, mean.size))
-    if loss is None:
-        return draws
-    values = np.asarray(jax.jit(jax.vmap(loss))(draws))
-    values = np.where(np.isfinite(values), values, np.inf)
-    return draws[np.argsort(values, kind="stable")[:k]]
-
-
-def fit(data: xr.Dataset, steps: int = 80, starts: int = 4, n_predictive: int = 40,
-        seed: int = 0, verbose: bool = False, spec: FitSpec = SPEC,
-        start: np.ndarray | None = None) -> dict:
-    """Multi-start MAP (``starts`` prior draws, or the rows of ``start``) and Laplace at the
-    best start. The Hessian is the forward-mode Jacobian of the gradient."""
-    import jax
-    import jax.numpy as jnp
-
-    loss, traces = make_loss(data, spec)
-    x0 = prior_starts(starts, seed, spec, loss) if start is None else np.atleast_2d(start)
-    if x0.shape[1] != len(spec.names):
-        raise ValueError(f"start: expected {len(spec.names)} parameters, got {x0.shape[1]}")
-    ms = multistart_map(jax.jit(loss), x0, steps=steps, verbose=verbose)
-    theta = ms["theta"]
-    t0 = time.perf_counter()
-    H = np.asarray(jax.jit(jax.jacfwd(jax.grad(loss)))(jnp.asarray(theta)))
-    H = 0.5 * (H + H.T)
-    # away from a converged MAP (few steps, or a kink of the piecewise-smooth loss) the
-    # Hessian can be indefinite; its eigenvalues are floored at the smallest prior precision
-    _, prior_sd = spec.prior()
-    w, V = np.linalg.eigh(H)
-    floor = float(np.min(1.0 / prior_sd**2))
-    n_clipped = int(np.sum(w < floor))
-    cov = (V / np.maximum(w, floor)) @ V.T
-    t_lap = time.perf_counter() - t0
-    rng = np.random.default_rng(seed)
-    L = np.linalg.cholesky(cov + 1e-12 * np.eye(cov.shape[0]))
-    draws = theta + rng.standard_normal((n_predictive, theta.size)) @ L.T
-    e_pp = np.asarray(jax.jit(jax.vmap(traces))(jnp.asarray(draws)))
-    e_pp = e_pp + np.exp(draws[:, -1])[:, None, None] * rng.standard_normal(e_pp.shape)
-    e_map = np.asarray(jax.jit(traces)(jnp.asarray(theta)))
-    return {"theta": theta, "cov": cov, "history": ms["histories"][ms["best"]],
-            "t_map": ms["seconds"], "t_laplace": t_lap, "hessian_clipped": n_clipped,
-            "eye_fit": e_map, "eye_pp": e_pp, "draws": draws, "spec": spec,
-            "start_losses": ms["losses"], "start_thetas": ms["thetas"], "starts": x0,
-            "start_iterations": ms["iterations"], "best_start": ms["best"]}
+    speeds = ("fast", "slow")
+    d = np.stack([diff(draws, sp) for sp in speeds], 1)  # (S, speed, K)
+    return xr.Dataset(
+        {"estimate": (("speed", "parameter"), np.stack([diff(point, sp) for sp in speeds])),
+         "interval90": (("speed", "parameter", "bound"),
+                        np.moveaxis(np.quantile(d, [0.05, 0.95], axis=0), 0, -1)),
+         "prob_positive": (("speed", "parameter"), (d > 0).mean(0))},
+        coords={"speed": list(speeds), "parameter": list(result.free),
+                "bound": ["lower", "upper"]})
 
 
 def gains(eye_velocity: np.ndarray, target_velocity: np.ndarray,
@@ -371,15 +254,17 @@ def gains(eye_velocity: np.ndarray, target_velocity: np.ndarray,
     return float(g[0]), float(g[1])
 
 
-def noisy_profile(data: xr.Dataset, theta: np.ndarray, spec: FitSpec = SPEC,
+def noisy_profile(data: xr.Dataset, values: Mapping[str, np.ndarray], sigma: float,
                   deltas: Sequence[float] = tuple(np.linspace(-3.0, 3.0, 25)),
                   names: Sequence[str] | None = None) -> xr.Dataset:
     """How each parameter sets the visible gain, condition by condition, at the MAP.
 
-    Every paradigm parameter in ``names`` (default: all) is moved by ``delta`` from its MAP
-    value in each condition (the others held). The conditions are simulated independently, so
-    one sweep gives, per condition, the model's visible gain (against the data's target
-    velocity, as for the data) and that condition's negative log-likelihood. From these,
+    ``values``: every paradigm parameter per condition at the MAP (:func:`condition_values`);
+    ``sigma``: the SD of the residuals. Every paradigm parameter in ``names`` (default: all)
+    is moved by ``delta`` from its MAP value in each condition (the others held). The
+    conditions are simulated independently, so one sweep gives, per condition, the model's
+    visible gain (against the data's target velocity, as for the data) and that condition's
+    negative log-likelihood. From these,
     :func:`needed_change` finds the shift of each parameter that gives each condition the
     data's visible gain: the noisy-minus-smooth difference of those shifts is the noise
     effect that parameter would need to carry the data's smooth-vs-noisy gain difference.
@@ -401,9 +286,9 @@ def noisy_profile(data: xr.Dataset, theta: np.ndarray, spec: FitSpec = SPEC,
     eye = jnp.asarray(np.nan_to_num(data["eye_velocity"].values))
     mask = jnp.asarray(np.isfinite(data["eye_velocity"].values), float)
     tv, occ = data["target_velocity"].values, data["occluded"].values
-    base = spec.condition_values(jnp.asarray(theta))
+    base = {k: jnp.asarray(v, float) for k, v in values.items()}
     keys = list(base)
-    sigma = float(np.exp(theta[-1]))
+    sigma = float(sigma)
 
     @jax.jit
     def one(i_name, delta):
@@ -473,39 +358,60 @@ def needed_change(profile: xr.Dataset) -> xr.Dataset:
 
 
 # ----------------------------------------------------------------------------- results
-def results_dataset(data: xr.Dataset, res: dict,
-                    profile: xr.Dataset | None = None) -> xr.Dataset:
-    """Data, fit, parameters with 90 % Laplace intervals, gains, per-start losses (and the
-    noisy profile when given) in one dataset."""
-    spec: FitSpec = res.get("spec", SPEC)
-    names = list(spec.names)
-    sd = np.sqrt(np.diag(res["cov"]))
-    z = 1.6449
+def _on_grid(data: xr.Dataset, result, per_obs: np.ndarray) -> np.ndarray:
+    """Values per data row (the fit's ``obs``) placed on ``data``'s (condition, bin) grid."""
+    cd = result.idata.constant_data
+    out = np.full(data["time_ms"].shape, np.nan)
+    times = np.nan_to_num(data["time_ms"].values, nan=-1e9)
+    for k, (c, t) in enumerate(zip(cd["condition_of_obs"].values, cd["x_of_obs"].values,
+                                   strict=True)):
+        i = CONDITIONS.index(str(c))
+        out[i, int(np.argmin(np.abs(times[i] - t)))] = per_obs[k]
+    return out
+
+
+def results_dataset(data: xr.Dataset, result, profile: xr.Dataset | None = None
+                    ) -> xr.Dataset:
+    """Data, fit (MAP traces and 90 % posterior predictive bands), the free parameters per
+    condition with 90 % Laplace intervals, the noise effects, gains, per-start losses (and
+    the noisy profile when given) in one dataset."""
     ds = data.copy()
     units = data["eye_velocity"].attrs["units"]
-    ds["eye_velocity_fit"] = (("condition", "bin"), res["eye_fit"],
+    values = condition_values(result)
+    eye_fit = traces(data, values)
+    ds["eye_velocity_fit"] = (("condition", "bin"), eye_fit,
                               {"units": units, "long_name": "fitted eye velocity (MAP)"})
-    q = np.quantile(res["eye_pp"], [0.05, 0.95], axis=0)
-    ds["eye_pp_lo"] = (("condition", "bin"), q[0], {"long_name": "posterior predictive 5 %"})
-    ds["eye_pp_hi"] = (("condition", "bin"), q[1], {"long_name": "posterior predictive 95 %"})
-    ds = ds.assign_coords(parameter=names, bound=["lower", "upper"],
-                          start=np.arange(len(res["start_losses"])))
-    ds["estimate"] = ("parameter", res["theta"], {"long_name": "MAP (best start)"})
-    ds["posterior_sd"] = ("parameter", sd, {"long_name": "Laplace posterior SD"})
-    ds["interval90"] = (("parameter", "bound"),
-                        np.stack([res["theta"] - z * sd, res["theta"] + z * sd], 1))
-    ds["covariance"] = (("parameter", "parameter_2"), res["cov"])
-    ds["start_loss"] = ("start", res["start_losses"], {
+    pp = result.idata.posterior_predictive[result.coded.response].values
+    q = np.quantile(pp.reshape(-1, pp.shape[-1]), [0.05, 0.95], axis=0)
+    ds["eye_pp_lo"] = (("condition", "bin"), _on_grid(data, result, q[0]),
+                       {"long_name": "posterior predictive 5 %"})
+    ds["eye_pp_hi"] = (("condition", "bin"), _on_grid(data, result, q[1]),
+                       {"long_name": "posterior predictive 95 %"})
+    post = result.idata.posterior
+    free = list(result.free)
+    draws = _cells(result, {k: post[k].values.reshape(-1, *post[k].shape[2:])
+                            for k in ("theta", "beta") if k in post})
+    losses = [float(v) for v in str(result.attrs["map_losses"]).split(",")]
+    ds = ds.assign_coords(parameter=free, bound=["lower", "upper"], start=np.arange(len(losses)))
+    ds["estimate"] = (("condition", "parameter"), np.stack([values[n] for n in free], 1),
+                      {"long_name": "MAP (best start)"})
+    ds["interval90"] = (("condition", "parameter", "bound"),
+                        np.moveaxis(np.quantile(draws, [0.05, 0.95], axis=0), 0, -1),
+                        {"long_name": "90 % Laplace interval"})
+    ne = noise_effects(result)
+    ds = ds.assign_coords(speed=["fast", "slow"])
+    ds["noise_effect"] = (("speed", "parameter"), ne["estimate"].values,
+                          {"long_name": "noisy minus smooth value at the MAP"})
+    ds["noise_effect_interval90"] = (("speed", "parameter", "bound"), ne["interval90"].values)
+    ds["sigma_obs"] = ((), float(np.median(post["sigma_obs"].values)),
+                       {"units": units, "long_name": "SD of the residuals (median)"})
+    ds["start_loss"] = ("start", losses, {
         "long_name": "final negative log posterior of each L-BFGS start"})
-    ds["start_iterations"] = ("start", res["start_iterations"])
-    ds["start_value"] = (("start", "parameter"), res["starts"], {"long_name": "start point"})
-    ds["start_estimate"] = (("start", "parameter"), res["start_thetas"])
     g = np.array([[gains(src[i], ds["target_velocity"].values[i], ds["occluded"].values[i])
                    for i in range(len(CONDITIONS))]
-                  for src in (ds["eye_velocity"].values, res["eye_fit"])])  # (source, cond, 2)
+                  for src in (ds["eye_velocity"].values, eye_fit)])  # (source, cond, 2)
     ds = ds.assign_coords(source=["data", "fit"], phase=["visible", "occluded"])
     ds["gain"] = (("source", "condition", "phase"), g, {"units": "1", "long_name": "pursuit gain"})
-    values = {k: np.asarray(v) for k, v in spec.condition_values(res["theta"]).items()}
     ds["retina_log_precision"] = ("condition", values["retina"])
     ds["state2_log_precision"] = ("condition", values["state2"])
     ds = ds.assign_coords(kinetic=list(KINETIC))
@@ -525,15 +431,14 @@ def results_dataset(data: xr.Dataset, res: dict,
                                      {"long_name": "noisy minus smooth needed shift"})
         ds["needed_nll_change"] = ("profile_parameter", need["nll_change"].values, {
             "long_name": "change of -log likelihood, every condition at its needed shift"})
-    ds.attrs.update({"map_seconds": res["t_map"], "laplace_seconds": res["t_laplace"],
-                     "map_iterations": int(res["start_iterations"][res["best_start"]]),
-                     "starts": len(res["start_losses"]),
-                     "best_start": int(res["best_start"]),
-                     "hessian_eigenvalues_floored": res["hessian_clipped"],
-                     "paradigm": PARADIGM_NAME,
-                     "method": "multi-start optax L-BFGS MAP (starts drawn from the prior, "
-                               "reverse-mode gradients through the paradigm's simulator) "
-                               "+ Laplace"})
+    ds.attrs.update({"map_seconds": float(result.attrs["sampling_s"]),
+                     "starts": len(losses), "best_start": int(np.argmin(losses)),
+                     "map_converged": int(result.attrs.get("map_converged", 0)),
+                     "paradigm": PARADIGM_NAME, "free": ",".join(free),
+                     "condition_effect": str(result.attrs.get("condition_effect", "")),
+                     "method": "cpsych.fit.hierarchical.fit, method='map': multi-start optax "
+                               "L-BFGS (prior median, then screened prior draws; reverse-mode "
+                               "gradients through the paradigm's simulator) + Laplace"})
     return ds
 
 
@@ -589,26 +494,25 @@ def plot_effects(ds: xr.Dataset):
         fig = Figure(figsize=(10.0, 5.2), layout="constrained")
         axs = fig.subplots(1, 2, width_ratios=(1.1, 1.0))
     ax = axs[0]
-    names = [str(p) for p in ds["parameter"].values if p != "log_sigma"]
-    y = np.arange(len(names))[::-1]
-    est = ds["estimate"].sel(parameter=names).values
-    ci = ds["interval90"].sel(parameter=names).values
-    cols = [PALETTE[0] if "retina" in n else PALETTE[2] if "state2" in n else PALETTE[3]
-            for n in names]
-    for yi, e, (lo, hi), col in zip(y, est, ci, cols, strict=True):
-        ax.plot([lo, hi], [yi, yi], color=col, lw=2)
-        ax.plot(e, yi, "o", color=col)
+    names = [str(p) for p in ds["parameter"].values]
+    step = len(CONDITIONS) + 1.5
+    ticks = []
+    for k, n in enumerate(names):
+        y0 = (len(names) - 1 - k) * step
+        ticks.append(y0 + (len(CONDITIONS) - 1) / 2)
+        for i, c in enumerate(CONDITIONS):
+            yi = y0 + len(CONDITIONS) - 1 - i
+            lo, hi = ds["interval90"].sel(parameter=n, condition=c).values
+            col = PALETTE[i % len(PALETTE)]
+            ax.plot([lo, hi], [yi, yi], color=col, lw=2)
+            ax.plot(float(ds["estimate"].sel(parameter=n, condition=c)), yi, "o", color=col,
+                    ms=4, label=c.replace("_", ", ") if k == 0 else None)
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_yticks(y)
-
-    def label(n: str) -> str:
-        stem, _, effect = n.rpartition("_")
-        return f"   {effect} effect" if effect in EFFECTS else _LABEL.get(n, n)
-
-    ax.set_yticklabels([label(n) for n in names], fontsize=8)
+    ax.set_yticks(ticks)
+    ax.set_yticklabels([_LABEL.get(n, n) for n in names], fontsize=8)
     ax.set_xlabel("estimate (MAP, 90 % Laplace interval)")
-    ax.set_title("log-precisions (blue, green) and kinetics (pink):\nintercepts and condition "
-                 "effects", fontsize=9)
+    ax.set_title("fitted parameters per condition", fontsize=9)
+    ax.legend(frameon=False, fontsize=7, loc="lower right")
     ax = axs[1]
     x = np.arange(len(CONDITIONS))
     w = 0.2
@@ -663,8 +567,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=80,
                         help="L-BFGS iterations per start (default 80)")
     parser.add_argument("--starts", type=int, default=4,
-                        help="L-BFGS starts drawn from the prior; the best is kept (default 4)")
+                        help="L-BFGS starts (the prior median, then screened prior draws); the "
+                             "best is kept (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the starts (default 0)")
+    parser.add_argument("--draws", type=int, default=200,
+                        help="Laplace draws for the intervals and bands (default 200)")
+    parser.add_argument("--free", default=",".join(FREE), metavar="NAME[,NAME...]",
+                        help=f"fitted parameters (default {','.join(FREE)})")
+    parser.add_argument("--condition-effect", default=",".join(SHIFTED),
+                        metavar="all|none|NAMES",
+                        help=f"parameters that shift with the condition (default "
+                             f"{','.join(SHIFTED)})")
     parser.add_argument("--no-profile", action="store_true",
                         help="skip the noisy-condition profile of every parameter")
     parser.add_argument("--no-figures", action="store_true", help="write the results only")
@@ -680,27 +593,47 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--starts: expected at least 1 start, got {args.starts}")
     if args.seed < 0:
         raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
-    data = prepare_data(args.data)
-    print(f"pursuit fit ({PARADIGM_NAME}): {len(PARAMS)} parameters, {args.starts} starts x "
-          f"{args.steps} L-BFGS iterations", flush=True)
-    res = fit(data, steps=args.steps, starts=args.starts, seed=args.seed, verbose=True)
-    profile = None if args.no_profile else noisy_profile(data, res["theta"])
+    if args.draws < 10:
+        raise ValueError(f"--draws: expected at least 10 Laplace draws, got {args.draws}")
+    from cpsych.experiments.fit import condition_effect, parse_free
+
+    par = _paradigm()
+    free = parse_free(args.free, par)
+    shifted = condition_effect(args.condition_effect, free)
+    data = prepare_data(args.data)  # errors name file, line and column, before compiling
+    print(f"pursuit fit ({PARADIGM_NAME}): free {','.join(free)}; condition effects on "
+          f"{args.condition_effect}; {args.starts} starts x {args.steps} L-BFGS iterations",
+          flush=True)
+    res = fit(args.data, free, shifted, steps=args.steps, starts=args.starts, draws=args.draws,
+              seed=args.seed, progress=True)
+    values = condition_values(res)
+    sigma = float(np.median(res.idata.posterior["sigma_obs"].values))
+    profile = None if args.no_profile else noisy_profile(data, values, sigma)
     ds = results_dataset(data, res, profile)
     out = Path(args.out)
     nc = cpsych.save(ds, out / "fit_pursuit.nc")
+    res.idata.posterior.attrs["source"] = str(args.data)
+    res.save(out / "fit", figures=False)
     figs = [] if args.no_figures else [save_figure(plot_traces(ds), out / "fit_pursuit_traces"),
                                        save_figure(plot_effects(ds), out / "fit_pursuit_effects")]
     if profile is not None and not args.no_figures:
         figs.append(save_figure(plot_noisy(ds), out / "fit_pursuit_noisy"))
-    sl = res["start_losses"]
-    print(f"MAP {ds.attrs['map_seconds']:.1f} s, best start {res['best_start'] + 1}: "
-          f"-log posterior per start {', '.join(f'{v:.1f}' for v in sl)} (spread "
-          f"{np.ptp(sl[np.isfinite(sl)]) if np.isfinite(sl).any() else np.nan:.1f}); "
-          f"Laplace {ds.attrs['laplace_seconds']:.1f} s "
-          f"({ds.attrs['hessian_eigenvalues_floored']} Hessian eigenvalues floored)")
-    for p in PARAMS:
-        lo, hi = ds["interval90"].sel(parameter=p).values
-        print(f"  {p:14s} {float(ds['estimate'].sel(parameter=p)):+.2f}  [{lo:+.2f}, {hi:+.2f}]")
+    sl = ds["start_loss"].values
+    print(f"MAP + Laplace {ds.attrs['map_seconds']:.1f} s, best start "
+          f"{ds.attrs['best_start'] + 1}: -log posterior per start "
+          f"{', '.join(f'{v:.1f}' for v in sl)} (spread "
+          f"{np.ptp(sl[np.isfinite(sl)]) if np.isfinite(sl).any() else np.nan:.1f})")
+    for p in free:
+        cells = ", ".join(
+            f"{float(ds['estimate'].sel(parameter=p, condition=c)):+.2f}" for c in CONDITIONS)
+        print(f"  {p:8s} {cells}   ({', '.join(CONDITIONS)})")
+    for sp in ("fast", "slow"):
+        for p in free:
+            lo, hi = ds["noise_effect_interval90"].sel(speed=sp, parameter=p).values
+            if hi - lo > 0:
+                print(f"  noisy - smooth, {sp}: {p:8s} "
+                      f"{float(ds['noise_effect'].sel(speed=sp, parameter=p)):+.2f} "
+                      f"[{lo:+.2f}, {hi:+.2f}]")
     for c in CONDITIONS:
         g = ds["gain"].sel(condition=c)
         print(f"  {c:12s} gain visible data {float(g.sel(source='data', phase='visible')):.2f} "
@@ -718,7 +651,9 @@ def run(args: argparse.Namespace) -> int:
             e = need["noise_effect"].sel(parameter=p).values
             print(f"    {p:8s} fast {e[0]:+.2f}, slow {e[1]:+.2f} "
                   f"({float(need['nll_change'].sel(parameter=p)):+.1f})")
-    print(f"  results: {nc}")
+    for w in res.warnings:
+        print(f"  note: {w}")
+    print(f"  results: {nc} (generic fit: {out / 'fit'})")
     for _pdf, png in figs:
         print(f"  figure:  {png}")
     return 0

@@ -24,9 +24,10 @@ def _release_compiled_programs():
     fault in CI, an abort here). Modules share no compiled programs worth keeping.
     """
     yield
-    from cpsych import paradigm
+    from cpsych import optimise, paradigm
 
     paradigm._compiled.cache_clear()
+    optimise._lbfgs_step.cache_clear()
     jax.clear_caches()
     gc.collect()
 

@@ -6,7 +6,6 @@ engine, at its parameter sets frozen in tests/data/spem_fit), and closed-form ga
 """
 
 import csv
-import os
 from pathlib import Path
 
 import jax
@@ -62,7 +61,7 @@ def _old_traces(theta):
                                              np.asarray(P.action_mask()))
     t = np.arange(T) - 16 + 0.5
     v = jnp.asarray(np.where(t < 0, 1.0, np.cos(P.W * t) - P.W * np.sin(P.W * t)))
-    X = jnp.asarray(fp.design())
+    X = jnp.asarray(_DESIGN)
     th = jnp.asarray(theta)
     kin = jnp.stack([X @ th[6:9], X @ th[9:12], *(jnp.full(4, th[i]) for i in range(12, 16))],
                     axis=1)
@@ -78,6 +77,21 @@ def _old_traces(theta):
         return out.x_process[16:, 1]
 
     return jax.jit(jax.vmap(one))(X @ th[0:3], X @ th[3:6], kin)
+
+
+#: The retired path's (condition, [intercept, noisy, fast]) design of its condition effects.
+_DESIGN = np.array([[1.0, "noisy" in c, "fast" in c] for c in spem.CONDITIONS])
+
+
+def _old_values(theta):
+    """The retired path's 17-vector as every paradigm parameter per condition: retina,
+    state2, k_c, k_h with intercept, noisy and fast effects; k_t, k_th, k_d, k_r shared."""
+    values = {p.name: np.full(4, p.default) for p in PAR.parameters}
+    for i, name in enumerate(("retina", "state2", "k_c", "k_h")):
+        values[name] = _DESIGN @ theta[3 * i:3 * i + 3]
+    for i, name in enumerate(("k_t", "k_th", "k_d", "k_r")):
+        values[name] = np.full(4, theta[12 + i])
+    return values
 
 
 def _old_cases():
@@ -161,62 +175,23 @@ def test_bad_design_is_one_line_before_simulating():
 
 # ----------------------------------------------------------------------------- the simulator
 @pytest.mark.slow
-def test_simulate_reproduces_the_old_fit_path_and_its_loss(data):
-    """Per-condition parameters (the old fit's 17-vector) through the paradigm reproduce the
-    retired code path's eye velocity (four parameter sets: its start, the prior mean, its
-    MAP and a prior draw), and the loss is the old Gaussian -log posterior of those traces."""
-    loss, traces = fp.make_loss(data)
-    traces, loss = jax.jit(traces), jax.jit(loss)
-    obs = data["eye_velocity"].values
+def test_simulate_reproduces_the_old_fit_path(data):
+    """Per-condition parameters (the old fit's 17-vector) through the paradigm
+    (:func:`fit_pursuit.traces`) reproduce the retired code path's eye velocity at four
+    parameter sets: its start, the prior mean, its MAP and a prior draw."""
     for case, theta in _old_cases().items():
         ref = np.asarray(_old_traces(theta))
-        e = np.asarray(traces(jnp.asarray(theta)))
+        e = fp.traces(data, _old_values(theta))
         assert np.max(np.abs(e - ref)) <= 1e-10, case
-        sigma = np.exp(theta[-1])
-        nlp = (0.5 * np.sum((obs - ref) ** 2) / sigma**2 + obs.size * theta[-1]
-               + 0.5 * np.sum(((theta - fp.PRIOR_MEAN) / fp.PRIOR_SD) ** 2))
-        assert abs(float(loss(jnp.asarray(theta))) - nlp) <= 1e-9 * abs(nlp), case
     # scalar parameters (one run for every condition) equal the same values per condition;
     # the read-out's time axis is each condition's bin centres
-    theta = _old_cases()["old_map"]
-    values = {k: np.asarray(v)[2] for k, v in fp.SPEC.condition_values(theta).items()}
+    values = {k: np.asarray(v)[2] for k, v in _old_values(_old_cases()["old_map"]).items()}
     ro = PAR.run(**{k: float(v) for k, v in values.items()})
     per = PAR.compiled()({k: np.full(4, v) for k, v in values.items()}, None)
     for k in ro:
         np.testing.assert_allclose(ro[k], np.asarray(per[k]), rtol=0, atol=1e-12)
     grid = np.asarray(PAR.coords["time_ms"])
     i = np.searchsorted(grid, spem.bin_times("slow_smooth"))
-    e = np.asarray(traces(jnp.asarray(theta)))
+    e = fp.traces(data, _old_values(_old_cases()["old_map"]))
     np.testing.assert_allclose(ro["eye_velocity"][2, i], e[2], rtol=0, atol=1e-10)
     assert ro["eye_velocity"].shape == (4, 64) and ro["gain_visible"].shape == (4,)
-
-
-# ----------------------------------------------------------------------------- multi-start MAP
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("CPSYCH_RUN_SPEM_MULTISTART", "") != "1",
-                    reason="XLA aborted (SIGABRT) compiling this in the full suite's process "
-                           "(passes alone in 62 s): run with CPSYCH_RUN_SPEM_MULTISTART=1 "
-                           "pytest tests/test_spem.py -k multistart; test_fit.py covers the "
-                           "multi-start fit end to end")
-def test_multistart_map_from_screened_prior_draws(data):
-    """Three starts (the lowest-loss 3 of 24 prior draws), 8 L-BFGS iterations each.
-
-    Measured (seeds 0 and 1): initial -log posterior -218, -216, -202 (seed 0) and -162,
-    -126, -83 (seed 1); after 8 iterations -270, -335, -261 and -335, -309, -337: every start
-    gains 52-254, the best reaches -335 / -337, the starts differ by 74 / 28. (A full run,
-    4 starts x 80 iterations, ends at -361, -372, -392, -376: spread 31, local optima of the
-    piecewise-smooth loss; the retired path's hand-picked start reached -401.)
-    """
-    loss, _ = fp.make_loss(data)
-    loss = jax.jit(loss)
-    x0 = fp.prior_starts(3, seed=0, loss=loss)
-    # screening keeps the lowest-loss draws: each start beats the prior mean (1001)
-    first = np.array([float(loss(x)) for x in x0])
-    assert np.all(first < 0) and np.all(np.diff(first) >= 0)
-    ms = fp.multistart_map(loss, x0, steps=8)
-    assert ms["iterations"].tolist() == [8, 8, 8]
-    assert np.all(np.isfinite(ms["losses"]))
-    assert np.all(first - ms["losses"] > 40)
-    assert ms["losses"][ms["best"]] == ms["losses"].min() < -300
-    assert np.ptp(ms["losses"]) > 10  # the starts do not all land alike
-    np.testing.assert_array_equal(ms["theta"], ms["thetas"][ms["best"]])

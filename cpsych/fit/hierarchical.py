@@ -224,13 +224,14 @@ class Predictor:
     """``predict(values) -> (n_x,)``: the paradigm's prediction of the response at each design
     value ``x_values``, from the free parameters' ``values`` (a dict of scalars, traceable);
     the other parameters at ``preset``; in design condition ``condition`` when the data
-    format maps the condition column to a design option (``None`` otherwise)."""
+    format maps the condition column to a design option (``None`` otherwise). ``condition``
+    a tuple of design conditions: ``(len(condition), n_x)``, one simulation of them all."""
 
     paradigm: Paradigm
     free: tuple[str, ...]
     preset: str
     x_values: np.ndarray
-    condition: str | None = None
+    condition: str | tuple[str, ...] | None = None
 
     def __call__(self, values: Mapping[str, jax.Array]) -> jax.Array:
         fmt = _format(self.paradigm)
@@ -238,21 +239,27 @@ class Predictor:
         params.update({k: jnp.asarray(v, float) for k, v in values.items()})
         ro = fmt.predicted_by
         design = dict(self.paradigm.design)
+        several = isinstance(self.condition, tuple)
         if fmt.condition_option is not None:
-            design[fmt.condition_option] = (self.condition,)
+            design[fmt.condition_option] = self.condition if several else (self.condition,)
         design_col = fmt.x_column
         x = jnp.asarray(self.x_values, float)
 
         def readout(out, name):  # drop the one-condition axis of a condition design
             v = jnp.asarray(out[name], float)
-            return v.reshape(v.shape[1:]) if fmt.condition_option is not None else v
+            return v.reshape(v.shape[1:]) if fmt.condition_option and not several else v
 
         if design_col is None:
-            out = self.paradigm.simulate(params, design, None)
-            return jnp.broadcast_to(readout(out, ro), x.shape)
+            v = readout(self.paradigm.simulate(params, design, None), ro)
+            if several:
+                return jnp.broadcast_to(v[:, None], (v.shape[0], x.size))
+            return jnp.broadcast_to(v, x.shape)
         option = fmt.design_options[design_col]
         if fmt.match:
             out = self.paradigm.simulate(params, {**design, option: tuple(fmt.match_grid)}, None)
+            if several:
+                return jax.vmap(_invert, in_axes=(0, 0, None))(readout(out, fmt.match),
+                                                              readout(out, ro), x)
             return _invert(readout(out, fmt.match), readout(out, ro), x)
         design[option] = tuple(float(v) for v in self.x_values)
         return readout(self.paradigm.simulate(params, design, None), ro)
@@ -263,8 +270,11 @@ class Predictor:
 
 
 def make_predictor(paradigm: Paradigm, free: Sequence[str], preset: str,
-                   x_values: Sequence[float], condition: str | None = None) -> Predictor:
-    """The :class:`Predictor` of ``paradigm`` (checks the free names and the data format)."""
+                   x_values: Sequence[float],
+                   condition: str | Sequence[str] | None = None) -> Predictor:
+    """The :class:`Predictor` of ``paradigm`` (checks the free names and the data format);
+    ``condition``: one design condition, several (a tuple: one prediction per condition),
+    or ``None`` where conditions are not designs."""
     fmt = _format(paradigm)
     for name in free:
         paradigm.parameter(name)
@@ -274,6 +284,8 @@ def make_predictor(paradigm: Paradigm, free: Sequence[str], preset: str,
     if fmt.match and not fmt.match_grid:
         raise ValueError(f"paradigm: {paradigm.name}'s data format names match='{fmt.match}' "
                          "without a match_grid")
+    if isinstance(condition, list | tuple):
+        condition = tuple(str(c) for c in condition)
     if (fmt.condition_option is None) != (condition is None):
         raise ValueError(f"condition: {paradigm.name}'s conditions are "
                          f"{'' if fmt.condition_option else 'not '}designs: "
@@ -420,6 +432,17 @@ def _cell_predictions(coded: Coded, designs: tuple[str | None, ...],
 
     if designs == (None,):
         return one(None)
+    if emulated is None:  # one simulation of every design condition per cell, then pick
+        first = predictors[designs[0]]
+        p_all = make_predictor(first.paradigm, first.free, first.preset, first.x_values,
+                               tuple(designs))
+        every = jax.vmap(lambda th: p_all(dict(zip(p_all.free, th, strict=True))))
+        which = jnp.asarray(coded.cell_condition)
+
+        def predict_all(theta: jax.Array) -> jax.Array:
+            return every(theta)[jnp.arange(theta.shape[0]), which]
+
+        return predict_all
     parts = [(np.flatnonzero(coded.cell_condition == i), one(c))
              for i, c in enumerate(designs)]
 
@@ -531,6 +554,9 @@ class FitResult:
     warnings: list[str] = dataclasses.field(default_factory=list)
     #: design condition (``None`` when conditions are not designs) -> its emulator
     emulators: dict[str | None, Emulated] = dataclasses.field(default_factory=dict)
+    #: ``method="map"``: the MAP point, every sampled and deterministic site (``theta``,
+    #: ``beta``, ...) by name; ``None`` for NUTS and for a fit read back from disk
+    mode: dict[str, np.ndarray] | None = None
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -663,9 +689,12 @@ def _map_starts(model, kwargs, info, seed, starts, screen):
     return [z0] + [jax.tree.map(lambda a, i=i: a[i], zs) for i in order[:starts - 1]]
 
 
-def _map_laplace(model, kwargs, draws, seed, starts, steps, screen=8, progress=False):
+def _map_laplace(model, kwargs, draws, seed, starts, steps, screen=8, progress=False,
+                 floor=1.0):
     """Best-of-``starts`` L-BFGS MAP in numpyro's unconstrained space (:func:`_map_starts`),
-    then Laplace draws."""
+    then Laplace draws. The Hessian's eigenvalues are floored at ``floor`` (the smallest
+    prior precision): a direction the data leave flat, or curved downwards at a saddle or a
+    kink of a piecewise-smooth model, gets at most prior-sized spread."""
     from jax.flatten_util import ravel_pytree
     from numpyro.infer import init_to_median
     from numpyro.infer.util import initialize_model
@@ -697,14 +726,16 @@ def _map_laplace(model, kwargs, draws, seed, starts, steps, screen=8, progress=F
     hess = jax.hessian(lambda f: info.potential_fn(unravel(f)))(flat)
     hess = 0.5 * (hess + hess.T)
     w, V = np.linalg.eigh(np.asarray(hess))
-    w = np.maximum(w, 1e-8 * max(1.0, float(np.max(np.abs(w)))))
+    n_floored = int(np.sum(w < floor))
+    w = np.maximum(w, floor)
     cov_sqrt = V / np.sqrt(w)
     eps = np.random.default_rng(seed).standard_normal((draws, flat.size))
     zs = np.asarray(flat)[None] + eps @ cov_sqrt.T
     samples = jax.vmap(lambda f: info.postprocess_fn(unravel(f)))(jnp.asarray(zs))
     mode = info.postprocess_fn(res.x)
     return ({k: np.asarray(v) for k, v in samples.items()},
-            {k: np.asarray(v) for k, v in mode.items()}, losses, bool(res.converged))
+            {k: np.asarray(v) for k, v in mode.items()}, losses, bool(res.converged),
+            n_floored)
 
 
 def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",), *,
@@ -735,9 +766,12 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
     knots, span : emulator grid: knots per free parameter (default :func:`default_knots`),
         prior SDs either side of the prior mean (clipped to the bounds), or explicit ranges
         ``{name: (low, high)}`` (:func:`parameter_range`).
-    method : ``"nuts"`` (posterior) or ``"map"`` (optax L-BFGS MAP, best of ``starts``, and
-        ``draws`` Laplace draws as one chain).
-    progress : tqdm bars (emulator grid, NUTS). ``verbose`` prints the diagnostics.
+    method : ``"nuts"`` (posterior) or ``"map"`` (optax L-BFGS MAP of ``steps`` iterations
+        from ``starts`` points: the prior median, then the best of 8x prior draws; the best
+        kept, and ``draws`` Laplace draws as one chain, the Hessian's eigenvalues floored at
+        the smallest prior precision; the MAP point is ``FitResult.mode``).
+    progress : tqdm bars (emulator grid, NUTS, MAP starts). ``verbose`` prints the
+        diagnostics.
 
     Returns
     -------
@@ -804,18 +838,20 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
     dims, coords = _dims(coded), _coords(coded, free, shifted)
     t1 = time.perf_counter()
     extra: dict[str, Any] = {}
+    mode = None
     if method == "nuts":
         mcmc = _nuts(hierarchical_model, {**kwargs, "y": y}, chains, warmup, draws, seed,
                      target_accept, progress)
         samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=False).items()}
         n_chain = chains
     else:
-        samples, mode, losses, converged = _map_laplace(
+        floor = min(1.0, float(np.min(1.0 / kwargs["prior_scale"] ** 2)))
+        samples, mode, losses, converged, n_floored = _map_laplace(
             hierarchical_model, {**kwargs, "y": y}, draws, seed, starts, steps,
-            progress=progress)
+            progress=progress, floor=floor)
         n_chain = 1
-        extra = {"map_losses": ",".join(f"{v:.4g}" for v in losses),
-                 "map_converged": int(converged)}
+        extra = {"map_losses": ",".join(f"{v:.6g}" for v in losses),
+                 "map_converged": int(converged), "laplace_floored": n_floored}
     seconds = time.perf_counter() - t1
     n_draw = next(iter(samples.values())).shape[0] // n_chain
     pp = Predictive(hierarchical_model, posterior_samples=samples,
@@ -862,7 +898,7 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
         attrs["emulator_" + "highs"] = ",".join(f"{k[-1]:g}" for k in knots)
     idata.posterior.attrs.update(attrs)
     result = FitResult(idata, coded, None if emulated is None else emulated.get(None), diag,
-                       msgs, emulators=emulated or {})
+                       msgs, emulators=emulated or {}, mode=mode)
     if verbose:
         print(describe(result))
     for m in msgs:
