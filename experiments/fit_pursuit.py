@@ -434,6 +434,7 @@ def results_dataset(data: xr.Dataset, result, profile: xr.Dataset | None = None
     ds.attrs.update({"map_seconds": float(result.attrs["sampling_s"]),
                      "starts": len(losses), "best_start": int(np.argmin(losses)),
                      "map_converged": int(result.attrs.get("map_converged", 0)),
+                     "laplace_floored": int(result.attrs.get("laplace_floored", 0)),
                      "paradigm": PARADIGM_NAME, "free": ",".join(free),
                      "condition_effect": str(result.attrs.get("condition_effect", "")),
                      "method": "cpsych.fit.hierarchical.fit, method='map': multi-start optax "
@@ -458,8 +459,9 @@ def plot_traces(ds: xr.Dataset):
             w = float(d["period_ms"]) / BINS / 1000
             ax.axvspan(t[b] - w / 2, t[b] + w / 2, color="0.9", lw=0)
         ax.plot(t, d["target_velocity"], color="0.4", ls="--", lw=1, label="target")
-        ax.fill_between(t, d["eye_pp_lo"], d["eye_pp_hi"], color=PALETTE[0], alpha=0.25,
-                        label="fit: predictive 90 %")
+        if not ds.attrs.get("laplace_floored", 0):
+            ax.fill_between(t, d["eye_pp_lo"], d["eye_pp_hi"], color=PALETTE[0], alpha=0.25,
+                            label="fit: predictive 90 %")
         ax.plot(t, d["eye_velocity_fit"], color=PALETTE[0], lw=1.5, label="fit (MAP)")
         ax.plot(t, d["eye_velocity"], "o", ms=3, color=PALETTE[1],
                 label="human eye (grand average, saccades removed)")
@@ -471,7 +473,17 @@ def plot_traces(ds: xr.Dataset):
         ax.set_xlabel("time (s)")
     for ax in axs[:, 0]:
         ax.set_ylabel("velocity (target amplitudes / bin)")
+    # the axis follows the data, the fit and the target: Laplace draws that make the agent run
+    # away would otherwise set it (the band is clipped; its values are in the results)
+    seen = np.concatenate([ds[k].values.ravel() for k in
+                           ("eye_velocity", "eye_velocity_fit", "target_velocity")])
+    lo, hi = np.nanmin(seen), np.nanmax(seen)
+    axs[0, 0].set_ylim(lo - 0.3 * (hi - lo), hi + 0.3 * (hi - lo))
     axs[0, 0].legend(frameon=False, fontsize=7, loc="lower left")
+    if ds.attrs.get("laplace_floored", 0):
+        fig.supxlabel(f"No predictive band: {ds.attrs['laplace_floored']} Hessian eigenvalues "
+                      "at the MAP were floored at the prior precision (not a smooth optimum), "
+                      "so the Laplace draws are prior-sized there.", fontsize=7)
     fig.suptitle("Smooth pursuit through occlusion: human traces and the fitted active-"
                  "inference agent (grey: occluded)")
     return fig
@@ -604,8 +616,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"pursuit fit ({PARADIGM_NAME}): free {','.join(free)}; condition effects on "
           f"{args.condition_effect}; {args.starts} starts x {args.steps} L-BFGS iterations",
           flush=True)
-    res = fit(args.data, free, shifted, steps=args.steps, starts=args.starts, draws=args.draws,
-              seed=args.seed, progress=True)
+    import logging
+
+    logging.getLogger("arviz").setLevel(logging.ERROR)  # one Laplace "chain": no R-hat
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = fit(args.data, free, shifted, steps=args.steps, starts=args.starts,
+                  draws=args.draws, seed=args.seed, progress=True)
     values = condition_values(res)
     sigma = float(np.median(res.idata.posterior["sigma_obs"].values))
     profile = None if args.no_profile else noisy_profile(data, values, sigma)
@@ -613,7 +630,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     nc = cpsych.save(ds, out / "fit_pursuit.nc")
     res.idata.posterior.attrs["source"] = str(args.data)
-    res.save(out / "fit", figures=False)
+    with warnings.catch_warnings():  # ArviZ's one-chain R-hat and ESS are undefined
+        warnings.simplefilter("ignore")
+        res.save(out / "fit", figures=False)
     figs = [] if args.no_figures else [save_figure(plot_traces(ds), out / "fit_pursuit_traces"),
                                        save_figure(plot_effects(ds), out / "fit_pursuit_effects")]
     if profile is not None and not args.no_figures:

@@ -723,7 +723,7 @@ def _map_laplace(model, kwargs, draws, seed, starts, steps, screen=8, progress=F
         raise FloatingPointError("map: every start diverged (non-finite objective)")
     value, res = best
     flat, unravel = ravel_pytree(res.x)
-    hess = jax.hessian(lambda f: info.potential_fn(unravel(f)))(flat)
+    hess = jax.jit(jax.hessian(lambda f: info.potential_fn(unravel(f))))(flat)
     hess = 0.5 * (hess + hess.T)
     w, V = np.linalg.eigh(np.asarray(hess))
     n_floored = int(np.sum(w < floor))
@@ -731,8 +731,10 @@ def _map_laplace(model, kwargs, draws, seed, starts, steps, screen=8, progress=F
     cov_sqrt = V / np.sqrt(w)
     eps = np.random.default_rng(seed).standard_normal((draws, flat.size))
     zs = np.asarray(flat)[None] + eps @ cov_sqrt.T
-    samples = jax.vmap(lambda f: info.postprocess_fn(unravel(f)))(jnp.asarray(zs))
-    mode = info.postprocess_fn(res.x)
+    constrain = jax.jit(jax.vmap(lambda f: info.postprocess_fn(unravel(f))))
+    samples = constrain(jnp.asarray(np.vstack([flat[None], zs])))
+    mode = {k: v[0] for k, v in samples.items()}
+    samples = {k: v[1:] for k, v in samples.items()}
     return ({k: np.asarray(v) for k, v in samples.items()},
             {k: np.asarray(v) for k, v in mode.items()}, losses, bool(res.converged),
             n_floored)
@@ -854,9 +856,11 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
                  "map_converged": int(converged), "laplace_floored": n_floored}
     seconds = time.perf_counter() - t1
     n_draw = next(iter(samples.values())).shape[0] // n_chain
-    pp = Predictive(hierarchical_model, posterior_samples=samples,
-                    return_sites=[coded.response])(jax.random.PRNGKey(seed + 1), **kwargs)
-    ll = numpyro_loglik(hierarchical_model, samples, **kwargs, y=y)
+    # compiled: op-by-op evaluation of a simulator over the draws is slow
+    pp = jax.jit(lambda smp, key: Predictive(
+        hierarchical_model, posterior_samples=smp, return_sites=[coded.response])(
+        key, **kwargs))(samples, jax.random.PRNGKey(seed + 1))
+    ll = jax.jit(lambda smp: numpyro_loglik(hierarchical_model, smp, **kwargs, y=y))(samples)
 
     def chained(d):
         return {k: np.asarray(v).reshape(n_chain, n_draw, *np.shape(v)[1:])
@@ -882,6 +886,10 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
     err = _combined_error(list(emulated.values())) if emulated is not None else {}
     noise = float(np.median(samples["sigma_obs"]))
     diag, msgs = diagnose(idata, err.get("max_abs"), noise)
+    if extra.get("laplace_floored"):
+        msgs.append(f"Laplace: {extra['laplace_floored']} Hessian eigenvalues at the MAP were "
+                    f"below the smallest prior precision {floor:.3g} (a saddle, a kink or no "
+                    "convergence) and were floored: the draws are prior-sized there")
     attrs = {"paradigm": paradigm.name, "free": ",".join(free), "preset": preset,
              "group_effect": int(group_effect), "likelihood": likelihood, "method": method,
              "condition_effect": ",".join(shifted),
