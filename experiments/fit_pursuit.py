@@ -28,15 +28,16 @@ best start kept and Laplace-approximated (``method="map"`` of the generic fit). 
 piecewise smooth (the occluder is a hard step in the agent's model), so starts stop in
 different local optima: every start's final loss is reported. Residuals of a grand-average
 trace are autocorrelated, so the Laplace intervals, which treat the bins as independent, are
-optimistic.
+optimistic; Hessian eigenvalues below the smallest prior precision (a kink, a saddle, no
+convergence) are floored there, and the trace figure then shows no predictive band.
 
 Smooth vs noisy: the posterior of each shifted parameter's noisy-minus-smooth difference, per
 speed (:func:`noise_effects`). And (:func:`noisy_profile`, :func:`needed_change`): from the
-MAP, each parameter
-of the paradigm is shifted in every condition (the others held); per condition, the shift that
-gives the model the data's visible gain is found. The noisy minus smooth shift is the noise
-effect that parameter would need to carry the data's 0.17-0.21 lower visible gain with a
-noisy target, and the summed change of the -log likelihood there is its cost.
+MAP, each parameter of the paradigm is shifted in every condition (the others held); per
+condition, the shift that gives the model the data's visible gain is found. The noisy minus
+smooth shift is the noise effect that parameter would need to carry the data's 0.17-0.21
+lower visible gain with a noisy target, and the summed change of the -log likelihood there
+is its cost.
 
 Writes <out>/fit_pursuit.nc (data, fitted traces, posterior predictive bands, parameters per
 condition with 90 % intervals, noise effects, gains of data and fit, the per-start losses and

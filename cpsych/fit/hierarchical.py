@@ -34,7 +34,9 @@ stay at a preset) to a tidy data set in the paradigm's :class:`~cpsych.paradigm.
   ``group_effect=False`` drops ``delta`` (one mean shared by every group: the comparison
   model). Reference group and condition: the first sorted labels unless given.
 * **Inference.** numpyro NUTS (``method="nuts"``, chains vectorised, tqdm bar) or an optax
-  L-BFGS MAP with a Laplace approximation (``method="map"``; ``starts`` restarts, best kept).
+  L-BFGS MAP with a Laplace approximation (``method="map"``: the prior median, then the
+  best of 8x prior draws, as ``starts`` starts; the best kept as ``FitResult.mode``; the
+  Hessian's eigenvalues floored at the smallest prior precision, with a warning).
 * **Output.** :class:`FitResult` holding an :class:`arviz.InferenceData` (posterior,
   posterior_predictive, log_likelihood, observed_data, constant_data, sample_stats);
   :meth:`FitResult.save` writes ``fit.nc``, ``summary.csv`` (``az.summary``) and figures.
