@@ -11,7 +11,9 @@ On synthetic force-matching data from the DIRECT simulator (20 participants, 10 
 3. ``--loo N``: N synthetic data sets (the same design, new participants and noise), each
    fitted with and without the group effect (the emulator is built once); reports the rate at
    which ``az.compare`` ranks the generating model (with the group effect) first. The issue
-   asks for >= 9/10.
+   asks for >= 9/10. ``--loo-design H,D,SD``: controls' h ~ N(H, SD), patients D lower
+   (default 6,2,0.5; below h ~ 5 the matched force hardly depends on h, so 6.8,1,0.2 keeps
+   both groups where it does).
 
 Usage (from the repository root)::
 
@@ -39,14 +41,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 TARGETS_S = {"single": 60.0, "double": 300.0}
 
 
-def _data(free, seed, n=10, D=2.0):
+def _data(free, seed, n=10, D=2.0, h=6.0, sd=0.5):
+    """Controls' ``h`` ~ N(h, sd), patients' ``D`` lower; any other parameter ~ N(its prior
+    mean, sd)."""
     import numpy as np
 
     from cpsych.fit import hierarchical as H
+    from cpsych.paradigm import get
 
+    par = get("force-matching")
     rng = np.random.default_rng(seed)
-    theta = np.c_[[rng.normal(6.0, 0.5, 2 * n)] + [rng.normal(8.0, 0.5, 2 * n)
-                                                    for _ in free[1:]]].T
+    theta = np.c_[[rng.normal(h, sd, 2 * n)] + [rng.normal(par.parameter(f).prior[0], sd, 2 * n)
+                                                 for f in free[1:]]].T
     theta[n:, 0] -= D
     ds = H.synthetic_data("force-matching", free, theta, ["control"] * n + ["patient"] * n,
                           noise_sd=0.1, repeats=2, seed=seed + 100)
@@ -60,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=500)
     p.add_argument("--free2", default="h,sensory")
     p.add_argument("--loo", type=int, default=0, help="data sets for the LOO pick rate")
+    p.add_argument("--loo-design", default="6.0,2.0,0.5", metavar="H,D,SD",
+                   help="LOO data: controls' h ~ N(H, SD), patients D lower (default 6,2,0.5)")
     p.add_argument("--skip", default="", help="comma-separated: single,double")
     p.add_argument("--json", default=None)
     p.add_argument("--strict", action="store_true")
@@ -93,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         emu, picks = None, []
         t0 = time.perf_counter()
         for s in range(a.loo):
-            ds = _data(("h",), seed=1000 + s)
+            h0, D, sd = (float(v) for v in a.loo_design.split(","))
+            ds = _data(("h",), seed=1000 + s, D=D, h=h0, sd=sd)
             fits = {}
             for label, ge in (("group", True), ("shared", False)):
                 fits[label] = H.fit("force-matching", ds, ("h",), group_effect=ge,
@@ -105,9 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  LOO data set {s}: best {table['model'].iloc[0]} (elpd_diff "
                   f"{table['elpd_diff'].iloc[1]:.2f} +- {table['dse'].iloc[1]:.2f})", flush=True)
         rate = sum(picks) / len(picks)
-        report["loo"] = {"n": a.loo, "picked_generating": int(sum(picks)), "rate": rate,
+        report["loo"] = {"n": a.loo, "design": a.loo_design,
+                         "picked_generating": int(sum(picks)), "rate": rate,
                          "seconds": time.perf_counter() - t0}
-        print(f"LOO picks the generating model (group effect, D = 2) in {sum(picks)}/{a.loo}")
+        print(f"LOO picks the generating model (group effect; design h, D, SD = "
+              f"{a.loo_design}) in {sum(picks)}/{a.loo}")
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=2, default=float))
     missed = [k for k, v in report.items() if isinstance(v, dict) and v.get("met") is False]
