@@ -1044,10 +1044,12 @@ def recovery(paradigm: Paradigm | str, free: Sequence[str], n_participants: int 
     ``bias``, ``coverage90``; ``estimate_corr`` (parameter x parameter2: correlation of the
     posterior means across participants) and ``posterior_corr`` (the mean over participants
     of the posterior correlation between parameters: near +-1 means not separately
-    identifiable); and the fit.
+    identifiable); and the fit. The synthetic participants have no condition effects, so the
+    fit has none either (the generating model) unless ``condition_effect`` is given.
     """
     paradigm = get_paradigm(paradigm) if isinstance(paradigm, str) else paradigm
     free = tuple(free)
+    fit_kw.setdefault("condition_effect", False)
     rng = np.random.default_rng(seed)
     lo_hi = np.array([parameter_range(paradigm, n, spread) for n in free])
     truth = rng.uniform(lo_hi[:, 0], lo_hi[:, 1], (n_participants, len(free)))
