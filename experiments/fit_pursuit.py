@@ -53,6 +53,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # SPEC 8
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Mapping, Sequence  # noqa: E402
@@ -211,24 +212,35 @@ def traces(data: xr.Dataset, values: Mapping[str, np.ndarray]) -> np.ndarray:
     with per-condition parameter ``values``, ``(4, 32)`` (NaN where a bin has no time)."""
     import jax.numpy as jnp
 
-    par = _paradigm()
+    design, idx = _layout(data)
+    out = _paradigm().simulate({k: jnp.asarray(v, float) for k, v in values.items()}, design,
+                               None)
+    e = np.asarray(out["eye_velocity"])[idx]
+    return np.where(np.isfinite(data["time_ms"].values), e, np.nan)
+
+
+def _layout(data: xr.Dataset) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """The paradigm design of ``data``'s times (every condition) and the index that takes its
+    ``eye_velocity`` read-out ``(condition, time)`` to ``data``'s ``(condition, bin)``."""
     times = np.asarray(data["time_ms"].values)
     grid = np.unique(times[np.isfinite(times)])
     t_idx = np.where(np.isfinite(times), np.searchsorted(grid, np.nan_to_num(times)), 0)
     c_idx = np.broadcast_to(np.arange(len(CONDITIONS))[:, None], times.shape)
-    out = par.simulate({k: jnp.asarray(v, float) for k, v in values.items()},
-                       {"conditions": CONDITIONS, "times_ms": tuple(float(t) for t in grid)},
-                       None)
-    e = np.asarray(out["eye_velocity"])[c_idx, t_idx]
-    return np.where(np.isfinite(times), e, np.nan)
+    return ({"conditions": CONDITIONS, "times_ms": tuple(float(t) for t in grid)},
+            (c_idx, t_idx))
+
+
+def _cell_draws(result) -> np.ndarray:
+    """The free parameters per condition at every posterior draw, ``(draw, condition, K)``."""
+    post = result.idata.posterior
+    return _cells(result, {k: post[k].values.reshape(-1, *post[k].shape[2:])
+                           for k in ("theta", "beta") if k in post})
 
 
 def noise_effects(result) -> xr.Dataset:
     """Noisy minus smooth value of each free parameter, per speed: at the MAP (``estimate``)
     and over the Laplace draws (``interval90``, ``prob_positive``)."""
-    post = result.idata.posterior
-    draws = _cells(result, {k: post[k].values.reshape(-1, *post[k].shape[2:])
-                            for k in ("theta", "beta") if k in post})  # (S, 4, K)
+    draws = _cell_draws(result)  # (S, 4, K)
     point = _cells(result, result.mode) if result.mode is not None else draws.mean(0)
     idx = {c: CONDITIONS.index(c) for c in CONDITIONS}
 
@@ -265,10 +277,10 @@ def noisy_profile(data: xr.Dataset, values: Mapping[str, np.ndarray], sigma: flo
     is moved by ``delta`` from its MAP value in each condition (the others held). The
     conditions are simulated independently, so one sweep gives, per condition, the model's
     visible gain (against the data's target velocity, as for the data) and that condition's
-    negative log-likelihood. From these,
-    :func:`needed_change` finds the shift of each parameter that gives each condition the
-    data's visible gain: the noisy-minus-smooth difference of those shifts is the noise
-    effect that parameter would need to carry the data's smooth-vs-noisy gain difference.
+    negative log-likelihood. From these, :func:`needed_change` finds the shift of each
+    parameter that gives each condition the data's visible gain: the noisy-minus-smooth
+    difference of those shifts is the noise effect that parameter would need to carry the
+    data's smooth-vs-noisy gain difference.
 
     Returns over ``(parameter, delta, condition)``: ``gain_visible``, ``gain_occluded`` and
     ``nll`` (change of the condition's negative log-likelihood from the MAP); the data's gains
@@ -279,11 +291,7 @@ def noisy_profile(data: xr.Dataset, values: Mapping[str, np.ndarray], sigma: flo
 
     par = _paradigm()
     names = tuple(names or par.parameter_names)
-    times = data["time_ms"].values
-    grid = np.unique(times[np.isfinite(times)])
-    dsg = {"conditions": CONDITIONS, "times_ms": tuple(float(t) for t in grid)}
-    t_idx = np.where(np.isfinite(times), np.searchsorted(grid, np.nan_to_num(times)), 0)
-    c_idx = np.broadcast_to(np.arange(len(CONDITIONS))[:, None], times.shape)
+    dsg, idx = _layout(data)
     eye = jnp.asarray(np.nan_to_num(data["eye_velocity"].values))
     mask = jnp.asarray(np.isfinite(data["eye_velocity"].values), float)
     tv, occ = data["target_velocity"].values, data["occluded"].values
@@ -294,7 +302,7 @@ def noisy_profile(data: xr.Dataset, values: Mapping[str, np.ndarray], sigma: flo
     @jax.jit
     def one(i_name, delta):
         vals = {k: v + (i_name == j) * delta for j, (k, v) in enumerate(base.items())}
-        e = par.simulate(vals, dsg, None)["eye_velocity"][c_idx, t_idx]
+        e = par.simulate(vals, dsg, None)["eye_velocity"][idx]
         return e, 0.5 * jnp.sum(mask * (eye - e) ** 2, axis=1) / sigma**2
 
     e0, nll0 = (np.asarray(a) for a in one(-1, 0.0))
@@ -390,8 +398,7 @@ def results_dataset(data: xr.Dataset, result, profile: xr.Dataset | None = None
                        {"long_name": "posterior predictive 95 %"})
     post = result.idata.posterior
     free = list(result.free)
-    draws = _cells(result, {k: post[k].values.reshape(-1, *post[k].shape[2:])
-                            for k in ("theta", "beta") if k in post})
+    draws = _cell_draws(result)
     losses = [float(v) for v in str(result.attrs["map_losses"]).split(",")]
     ds = ds.assign_coords(parameter=free, bound=["lower", "upper"], start=np.arange(len(losses)))
     ds["estimate"] = (("condition", "parameter"), np.stack([values[n] for n in free], 1),
@@ -596,6 +603,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-figures", action="store_true", help="write the results only")
 
 
+@contextlib.contextmanager
+def _quiet_arviz():
+    """ArviZ's R-hat and ESS of the one Laplace "chain" are undefined: its log messages and
+    runtime warnings about them are silenced here, and only here."""
+    import logging
+
+    log = logging.getLogger("arviz")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            yield
+    finally:
+        log.setLevel(level)
+
+
 def run(args: argparse.Namespace) -> int:
     import cpsych
     from cpsych.plotting import save_figure
@@ -617,11 +641,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"pursuit fit ({PARADIGM_NAME}): free {','.join(free)}; condition effects on "
           f"{args.condition_effect}; {args.starts} starts x {args.steps} L-BFGS iterations",
           flush=True)
-    import logging
-
-    logging.getLogger("arviz").setLevel(logging.ERROR)  # one Laplace "chain": no R-hat
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with _quiet_arviz():
         res = fit(args.data, free, shifted, steps=args.steps, starts=args.starts,
                   draws=args.draws, seed=args.seed, progress=True)
     values = condition_values(res)
@@ -631,8 +651,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     nc = cpsych.save(ds, out / "fit_pursuit.nc")
     res.idata.posterior.attrs["source"] = str(args.data)
-    with warnings.catch_warnings():  # ArviZ's one-chain R-hat and ESS are undefined
-        warnings.simplefilter("ignore")
+    with _quiet_arviz():
         res.save(out / "fit", figures=False)
     figs = [] if args.no_figures else [save_figure(plot_traces(ds), out / "fit_pursuit_traces"),
                                        save_figure(plot_effects(ds), out / "fit_pursuit_effects")]

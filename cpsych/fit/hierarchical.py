@@ -435,9 +435,7 @@ def _cell_predictions(coded: Coded, designs: tuple[str | None, ...],
     if designs == (None,):
         return one(None)
     if emulated is None:  # one simulation of every design condition per cell, then pick
-        first = predictors[designs[0]]
-        p_all = make_predictor(first.paradigm, first.free, first.preset, first.x_values,
-                               tuple(designs))
+        p_all = dataclasses.replace(predictors[designs[0]], condition=tuple(designs))
         every = jax.vmap(lambda th: p_all(dict(zip(p_all.free, th, strict=True))))
         which = jnp.asarray(coded.cell_condition)
 
