@@ -7,6 +7,7 @@ their ratio.
 
     python benchmarks/bench_cold_start.py                      # cpsych force-matching
     python benchmarks/bench_cold_start.py --command pursuit
+    python benchmarks/bench_cold_start.py --no-figures         # the computation alone
 
 Wall times are only meaningful on an otherwise idle machine (the script prints the load
 average); CPU time (user + system of the child) is the steadier figure on a shared one.
@@ -40,19 +41,22 @@ def main() -> int:
     ap.add_argument("--command", default="force-matching", help="cpsych command to time")
     ap.add_argument("--repeats", type=int, default=1,
                     help="cold/warm pairs to run (each with a new cache); medians printed")
+    ap.add_argument("--no-figures", action="store_true",
+                    help="pass --no-figures to the command (time the computation alone)")
     args = ap.parse_args()
     exe = shutil.which("cpsych")
     base = [exe] if exe else [sys.executable, "-m", "cpsych.cli"]
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
-          f"command: cpsych {args.command}")
+          f"command: cpsych {args.command}{' --no-figures' if args.no_figures else ''}")
+    extra = ["--no-figures"] if args.no_figures else []
     rows = []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             env = {**os.environ, "CPSYCH_CACHE_DIR": str(Path(tmp) / "cache"),
                    "OPENBLAS_NUM_THREADS": "1"}
             env.pop("CPSYCH_NO_CACHE", None)
-            cold = _run(base + [args.command, "--out", str(Path(tmp) / "a")], env)
-            warm = _run(base + [args.command, "--out", str(Path(tmp) / "b")], env)
+            cold = _run(base + [args.command, "--out", str(Path(tmp) / "a")] + extra, env)
+            warm = _run(base + [args.command, "--out", str(Path(tmp) / "b")] + extra, env)
             rows.append((cold, warm))
     med = sorted(rows, key=lambda r: r[0][0])[len(rows) // 2]
     (cw, cc), (ww, wc) = med

@@ -63,11 +63,13 @@ def _stack(params: Sequence) -> object:
 @functools.cache
 def _trials():
     """The batched trial, compiled once per process for the experiment's two calls (quickly:
-    :func:`cpsych.cache.jit_once`)."""
-    from cpsych.cache import jit_once
+    :data:`cpsych.cache.QUICK_COMPILE`; with the cache on, traced once per installation:
+    :func:`cpsych.cache.program`)."""
+    from cpsych.cache import QUICK_COMPILE, program
     from cpsych.models import force_matching as fm
 
-    return jit_once(jax.vmap(fm.simulate_trial))
+    return program(jax.vmap(fm.simulate_trial), "force-matching-trials",
+                   compiler_options=QUICK_COMPILE)
 
 
 def _batch(params, targets, externals):

@@ -20,6 +20,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import sys  # noqa: E402
 from importlib import resources  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -47,22 +48,40 @@ READOUTS = {
 }
 
 
+@functools.cache
+def _programs(T: int):
+    """The experiment's two programs for ``T`` bins, compiled quickly and, with the cache on,
+    traced once per installation (:func:`cpsych.cache.program`). The model's templates are
+    built here and closed over: the stored program depends on ``T`` and the sources only."""
+    import jax
+
+    from cpsych.cache import QUICK_COMPILE, program
+    from cpsych.models import pursuit as P
+
+    templates = P.prepare(T)
+
+    def simulate_all(log_pi, cause, occluder, prior_mean):
+        return P.simulate_batch(log_pi, cause, occluder, prior_mean, templates)
+
+    return (program(simulate_all, f"pursuit-batch-{T}", compiler_options=QUICK_COMPILE),
+            program(jax.vmap(P.readouts, in_axes=(0, None, 0, 0)), "pursuit-readouts",
+                    compiler_options=QUICK_COMPILE))
+
+
 def run_experiment() -> xr.Dataset:
     """Simulate every group in every scenario and collect traces and read-outs."""
-    import jax
     import jax.numpy as jnp
 
     import cpsych
-    from cpsych.cache import jit_once
     from cpsych.models import pursuit as P
 
     groups = {g: P.PRESETS[g] for g in GROUPS}
     inputs = P.batch_inputs(groups, P.SCENARIOS)
     T = inputs[1].shape[1]
-    traces = jit_once(P.simulate_batch)(*(jnp.asarray(a) for a in inputs), P.prepare(T))
+    simulate, read = _programs(T)
+    traces = simulate(*(jnp.asarray(a) for a in inputs))
     lengths = [P.scenario(s).cause.size for s in P.SCENARIOS]
     score_from = [P.REVERSAL if s == "reversal" else P.ONSET for s in P.SCENARIOS]
-    read = jit_once(jax.vmap(P.readouts, in_axes=(0, None, 0, 0)))
     nG, nS = len(GROUPS), len(P.SCENARIOS)
     out = read(traces, P.ONSET, jnp.asarray(np.tile(score_from, nG)),
                jnp.asarray(np.tile(lengths, nG)))  # rows: groups (outer) x scenarios

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from cpsych import cache
@@ -52,3 +56,63 @@ def test_second_cli_run_loads_compiled_programs_from_the_cache(tmp_path):
     subprocess.run(run + [str(tmp_path / "c"), "--no-cache"], env=env, check=True,
                    capture_output=True)
     assert not (tmp_path / "none").exists()
+
+
+# ----------------------------------------------------------------- traced programs on disk
+class _Out(NamedTuple):
+    total: jax.Array
+    scaled: jax.Array
+
+
+_TRACES = []
+
+
+def _fun(x, p):
+    _TRACES.append(1)  # runs only while JAX traces
+    return _Out(total=jnp.sum(x * p["w"]), scaled=jnp.cumsum(x) * p["w"])
+
+
+def test_program_is_plain_jit_while_the_cache_is_off(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "_enabled", None)
+    x, p = jnp.arange(4.0), {"w": jnp.asarray(2.0)}
+    out = cache.program(_fun, "toy")(x, p)
+    assert isinstance(out, _Out) and float(out.total) == 12.0
+    assert not list(tmp_path.iterdir())
+
+
+def test_program_is_traced_once_then_loaded_from_disk(tmp_path, monkeypatch):
+    """A second process (here: a second program object) loads the exported program instead
+    of tracing; the results are the same; new shapes or a damaged file trace again."""
+    monkeypatch.setattr(cache, "_enabled", tmp_path)
+    x, p = jnp.arange(4.0), {"w": jnp.asarray(2.0)}
+    _TRACES.clear()
+    first = cache.program(_fun, "toy")(x, p)
+    assert len(_TRACES) == 1
+    files = sorted((tmp_path / "programs").iterdir())
+    assert len(files) == 1 and files[0].name.startswith("toy-")
+    second = cache.program(_fun, "toy")(x, p)  # as a new process would
+    assert len(_TRACES) == 1  # not traced
+    assert isinstance(second, _Out)
+    np.testing.assert_array_equal(second.scaled, first.scaled)
+    np.testing.assert_array_equal(second.scaled, np.cumsum(np.arange(4.0)) * 2.0)
+    # other shapes: another program
+    cache.program(_fun, "toy")(jnp.arange(5.0), p)
+    assert len(_TRACES) == 2 and len(list((tmp_path / "programs").iterdir())) == 2
+    # a damaged file is replaced, not trusted
+    files[0].write_bytes(b"not a program")
+    third = cache.program(_fun, "toy")(x, p)
+    assert len(_TRACES) == 3
+    np.testing.assert_array_equal(third.scaled, first.scaled)
+    cache.program(_fun, "toy")(x, p)
+    assert len(_TRACES) == 3  # the rewritten file loads
+
+
+def test_program_key_follows_the_sources(tmp_path, monkeypatch):
+    """Changed cpsych sources give another file name (a stale program is never loaded)."""
+    monkeypatch.setattr(cache, "_enabled", tmp_path)
+    x, p = jnp.arange(3.0), {"w": jnp.asarray(1.0)}
+    cache.program(_fun, "toy")(x, p)
+    monkeypatch.setattr(cache, "source_fingerprint", lambda: "edited")
+    _TRACES.clear()
+    cache.program(_fun, "toy")(x, p)
+    assert len(_TRACES) == 1 and len(list((tmp_path / "programs").iterdir())) == 2
