@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache, lru_cache
 from importlib import metadata
 from typing import Any
@@ -100,6 +100,10 @@ class DataFormat:
     regular : parameter -> ``(low, high)``: where the simulation is regular enough to fit
         (e.g. where a scheme does not oscillate); fits and recoveries keep their emulator
         grids and true values inside it unless given explicit ranges.
+    regular_joint : tuple of parameters -> ``{parameter: (low, high)}``: narrower regular
+        ranges that hold when all the named parameters are free together (a scheme's regular
+        region is rarely a box: e.g. strong attenuation is regular at the control state
+        precision but not at every state precision). Applied on top of ``regular``.
     """
 
     columns: Mapping[str, str]
@@ -112,6 +116,18 @@ class DataFormat:
     match: str | None = None
     match_grid: tuple[float, ...] = ()
     regular: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    regular_joint: Mapping[tuple[str, ...], Mapping[str, tuple[float, float]]] = \
+        dataclasses.field(default_factory=dict)
+
+    def regular_range(self, name: str, free: Sequence[str] = ()) -> tuple[float, float]:
+        """Where ``name`` is regular when ``free`` are the free parameters: ``regular`` and
+        every ``regular_joint`` entry whose parameters are all free (``(-inf, inf)`` when
+        nothing is stated)."""
+        lo, hi = self.regular.get(name, (-math.inf, math.inf))
+        for names, ranges in self.regular_joint.items():
+            if name in ranges and set(names) <= set(free):
+                lo, hi = max(lo, ranges[name][0]), min(hi, ranges[name][1])
+        return lo, hi
 
     @property
     def predicted_by(self) -> str:

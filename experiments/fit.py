@@ -88,10 +88,10 @@ def emulator_span(args: argparse.Namespace, paradigm, free: tuple[str, ...]):
             raise ValueError(f"--range: '{name}' is not a free parameter (--free: "
                              f"{','.join(free)})")
         ranges[name] = (low, high)
-    out = {n: ranges.get(n) or parameter_range(paradigm, n, args.span) for n in free}
+    out = {n: ranges.get(n) or parameter_range(paradigm, n, args.span, free) for n in free}
     try:
         for n in free:
-            parameter_range(paradigm, n, out)
+            parameter_range(paradigm, n, out, free)
     except ValueError as err:
         raise ValueError(f"--range: {str(err).removeprefix('span: ')}") from None
     return out

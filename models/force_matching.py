@@ -577,6 +577,14 @@ PARADIGM = Paradigm(
         # at the control values SPM's action scheme oscillates from one h to the next above
         # h ~ 7.2 (the produced force is no longer a smooth function of h): fit below it
         regular={"h": (-10.0, 7.2)},
+        # with a second precision free the regular region shrinks (2-D maps of the produced
+        # force at the 16 matching levels, h 2-10 by 0.25 x the other's prior mean +- 2.5 SD
+        # by 0.25; irregular where a second difference exceeds 0.1 N): h <= 6.5 for state
+        # 0-9 and for prior 5-11 (a weak prior, < 5, oscillates already at h ~ 3-4); with
+        # sensory the boundary is the attenuated precision, h <= sensory - 1.25
+        regular_joint={("h", "state"): {"h": (-10.0, 6.5), "state": (0.0, 9.0)},
+                       ("h", "prior"): {"h": (-10.0, 6.5), "prior": (5.0, 11.0)},
+                       ("h", "sensory"): {"h": (-10.0, 5.75), "sensory": (7.0, 12.0)}},
         description="one row per trial: the force a participant produced to match a target "
                     "force applied to their finger (Shergill et al. 2003)"),
     references=("Brown H, Adams RA, Parees I, Edwards M, Friston K (2013). Active inference, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import cpsych
 from cpsych.fit import hierarchical as H
 from cpsych.fit.emulator import grid_emulator, table_emulator
 from cpsych.paradigm import DataFormat, Paradigm, Parameter, Readout, register
+from cpsych.paradigm import get as get_paradigm
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 XS = (0.5, 1.0, 2.0, 4.0)
@@ -388,3 +390,39 @@ def test_force_matching_recovery_of_attenuation_from_direct_simulation():
     # r measured 0.993, 0.993 and coverage 1.00 at seeds 0-1
     assert float(rec["r"].sel(parameter="h")) > 0.9
     assert float(rec["coverage90"].sel(parameter="h")) >= 0.75
+
+
+def test_joint_regular_ranges_apply_when_both_parameters_are_free():
+    """Force matching's regular region is not a box: attenuation is regular up to 7.2 at the
+    control precisions but only up to 6.5 when the state or prior precision also varies."""
+    P = get_paradigm("force-matching")
+    assert H.parameter_range(P, "h", 1.75, ("h",)) == (2.5, 7.2)
+    assert H.parameter_range(P, "h", 1.75, ("h", "state")) == (2.5, 6.5)
+    assert H.parameter_range(P, "prior", 1.75, ("h", "prior")) == (5.0, 9.5)
+    assert H.parameter_range(P, "prior", 1.75, ("prior",)) == (2.5, 9.5)
+    assert H.parameter_range(P, "h", 1.75, ("h", "sensory")) == (2.5, 5.75)
+    # explicit ranges win
+    assert H.parameter_range(P, "h", {"h": (3.0, 8.0)}, ("h", "state")) == (3.0, 8.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("other, edge", [("state", 0.0), ("prior", 5.0), ("sensory", 7.0)])
+def test_force_matching_produced_force_is_smooth_inside_its_joint_regular_range(other, edge):
+    """Along h (step 0.25) at the far edge of the other precision's joint range, the produced
+    force at the 16 matching levels is smooth up to the stated bound (largest second
+    difference measured 0.017-0.026 N) and oscillates within one log unit above it (0.12 to
+    54 N), which is why the fit's emulator grid stays inside."""
+    from cpsych.models import force_matching as fm
+
+    P = fm.PARADIGM
+    h_hi = P.data.regular_joint[("h", other)]["h"][1]
+    hs = np.arange(2.5, h_hi + 1.0 + 1e-9, 0.25)
+    levels = jnp.asarray(P.data.match_grid)
+    run = jax.jit(jax.vmap(lambda h: fm.readouts(fm.params_from({"h": h, other: edge}),
+                                                 levels)["self_generated"]))
+    f = np.asarray(run(jnp.asarray(hs)))
+    d2 = np.abs(f[2:] - 2 * f[1:-1] + f[:-2]).max(axis=1)  # centred at hs[1:-1]
+    inside = hs[1:-1] < h_hi - 1e-9
+    assert np.all(np.isfinite(f[hs <= h_hi]))
+    assert d2[inside].max() < 0.05
+    assert np.nanmax(np.where(np.isfinite(d2), d2, np.inf)[~inside]) > 0.1

@@ -313,12 +313,13 @@ class Emulated:
 
 
 def parameter_range(paradigm: Paradigm, name: str,
-                    span: float | Mapping[str, tuple[float, float]] = 1.75
-                    ) -> tuple[float, float]:
-    """The emulator's range for parameter ``name``.
+                    span: float | Mapping[str, tuple[float, float]] = 1.75,
+                    free: Sequence[str] = ()) -> tuple[float, float]:
+    """The emulator's range for parameter ``name`` when ``free`` are the free parameters.
 
     ``span`` a number: the prior mean +- ``span`` prior SDs, clipped to the parameter's
-    bounds and to the data format's ``regular`` range for it. ``span`` a mapping
+    bounds and to the data format's regular range for it with these free parameters
+    (:meth:`cpsych.paradigm.DataFormat.regular_range`). ``span`` a mapping
     ``{name: (low, high)}``: that range for the parameters it names (inside the bounds),
     the default (``span = 1.75``) for the others.
     """
@@ -341,8 +342,8 @@ def parameter_range(paradigm: Paradigm, name: str,
     span = float(span)
     if not (math.isfinite(span) and span > 0):
         raise ValueError(f"span: expected a finite number of prior SDs > 0, got {span:g}")
-    if paradigm.data is not None and name in paradigm.data.regular:
-        r_lo, r_hi = paradigm.data.regular[name]
+    if paradigm.data is not None:
+        r_lo, r_hi = paradigm.data.regular_range(name, tuple(free) or (name,))
         lo, hi = max(lo, r_lo), min(hi, r_hi)
     a, b = max(m - span * s, lo), min(m + span * s, hi)
     if not a < b:
@@ -369,7 +370,7 @@ def build_emulator(predictor: Predictor, knots: int | Sequence[int] | None = Non
     if len(knots) != len(free) or min(knots) < 3:
         raise ValueError(f"knots: expected one integer >= 3 per free parameter {free}, got "
                          f"{knots}")
-    axes = {name: np.linspace(*parameter_range(predictor.paradigm, name, span), k)
+    axes = {name: np.linspace(*parameter_range(predictor.paradigm, name, span, free), k)
             for name, k in zip(free, knots, strict=True)}
     t0 = time.perf_counter()
 
@@ -1049,7 +1050,7 @@ def recovery(paradigm: Paradigm | str, free: Sequence[str], n_participants: int 
     free = tuple(free)
     fit_kw.setdefault("condition_effect", False)
     rng = np.random.default_rng(seed)
-    lo_hi = np.array([parameter_range(paradigm, n, spread) for n in free])
+    lo_hi = np.array([parameter_range(paradigm, n, spread, free) for n in free])
     truth = rng.uniform(lo_hi[:, 0], lo_hi[:, 1], (n_participants, len(free)))
     t0 = time.perf_counter()
     data = synthetic_data(paradigm, free, truth, noise_sd=noise_sd, repeats=repeats,
