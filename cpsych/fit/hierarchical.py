@@ -682,9 +682,12 @@ def _map_starts(model, kwargs, info, seed, starts, screen):
     if starts == 1:
         return [z0]
     n = screen * (starts - 1)
-    prior = Predictive(model, num_samples=n, return_sites=list(z0))(
-        jax.random.PRNGKey(seed + 1), **{**kwargs, "y": None})
-    zs = jax.vmap(lambda p: unconstrain_fn(model, (), kwargs, p))(prior)
+    # compiled, not op by op: both run the whole model (its simulator included), which XLA
+    # then prunes to the prior; evaluated eagerly under vmap the pursuit simulator dispatched
+    # thousands of tiny programs and once stalled for good on a futex inside XLA
+    prior = jax.jit(lambda key: Predictive(model, num_samples=n, return_sites=list(z0))(
+        key, **{**kwargs, "y": None}))(jax.random.PRNGKey(seed + 1))
+    zs = jax.jit(jax.vmap(lambda p: unconstrain_fn(model, (), kwargs, p)))(prior)
     values = np.asarray(jax.jit(jax.vmap(info.potential_fn))(zs))
     order = np.argsort(np.where(np.isfinite(values), values, np.inf), kind="stable")
     return [z0] + [jax.tree.map(lambda a, i=i: a[i], zs) for i in order[:starts - 1]]
