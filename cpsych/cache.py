@@ -151,6 +151,8 @@ def program(fun, name: str, **jit_kwargs):
             [(x.shape, np.dtype(x.dtype).str) for x in leaves])).encode()).hexdigest()[:32]
         if key not in loaded:
             loaded[key] = _load_or_export(flat, tree, leaves, name, key, jit_kwargs)
+        if loaded[key] is None:  # not exportable: plain jit
+            return jitted(*args)
         compiled, out_tree = loaded[key]
         return jax.tree.unflatten(out_tree, compiled(*leaves))
 
@@ -159,7 +161,8 @@ def program(fun, name: str, **jit_kwargs):
 
 
 def _load_or_export(flat, tree, leaves, name, key, jit_kwargs):
-    """The stored program for ``key`` (exported and stored first if missing or unreadable)."""
+    """The stored program for ``key`` (exported and stored first if missing or unreadable),
+    or ``None`` when the function cannot be exported (the caller then uses ``jax.jit``)."""
     from jax import export
 
     path = _enabled / "programs" / f"{name}-{key}.jaxexport"
@@ -168,7 +171,10 @@ def _load_or_export(flat, tree, leaves, name, key, jit_kwargs):
             blob, out_tree = pickle.load(fh)
         exported = export.deserialize(bytearray(blob))
     except Exception:  # noqa: BLE001 - missing, damaged or foreign: trace it again
-        exported = export.export(jax.jit(functools.partial(flat, tree)))(*leaves)
+        try:
+            exported = export.export(jax.jit(functools.partial(flat, tree)))(*leaves)
+        except Exception:  # noqa: BLE001 - e.g. a primitive export does not support
+            return None
         out_tree = flat.out_tree
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -116,3 +116,15 @@ def test_program_key_follows_the_sources(tmp_path, monkeypatch):
     _TRACES.clear()
     cache.program(_fun, "toy")(x, p)
     assert len(_TRACES) == 1 and len(list((tmp_path / "programs").iterdir())) == 2
+
+
+def _with_callback(x):
+    return jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+
+def test_program_falls_back_to_jit_when_it_cannot_be_exported(tmp_path, monkeypatch):
+    """A host callback cannot be serialised: the program still runs, as plain jit."""
+    monkeypatch.setattr(cache, "_enabled", tmp_path)
+    x = jnp.linspace(0.0, 1.0, 5)
+    np.testing.assert_allclose(cache.program(_with_callback, "cb")(x), np.sin(x), rtol=1e-15)
+    assert not list(tmp_path.glob("programs/cb-*"))
