@@ -127,7 +127,9 @@ def program(fun, name: str, **jit_kwargs):
 
     ``fun`` must be a pure function of its (array) arguments and of module-level code: what
     it closes over is baked into the stored program. A file that cannot be read back is
-    replaced; writing is best effort (a cache never makes a run fail).
+    replaced; writing is best effort (a cache never makes a run fail). The files are read with
+    :mod:`pickle` (the output's tree structure), so ``programs/`` is created private to the
+    user (mode 0700), like the rest of a per-user cache.
     """
     jitted = jax.jit(fun, **jit_kwargs)
     loaded: dict[str, tuple] = {}
@@ -177,7 +179,7 @@ def _load_or_export(flat, tree, leaves, name, key, jit_kwargs):
             return None
         out_tree = flat.out_tree
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             with open(tmp, "wb") as fh:
                 pickle.dump((bytes(exported.serialize()), out_tree), fh)
