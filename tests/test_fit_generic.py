@@ -437,13 +437,14 @@ def test_pursuit_recovery_of_retinal_and_level2_precision_from_direct_simulation
     correlation -0.8). At noise 0.01 with 3 trials state2's r was 0.78-0.89, with 6 trials
     0.91-0.94 (docs/fitting.md)."""
     rec, res = H.recovery("pursuit-spem", ("retina", "state2"), 20, noise_sd=0.0025, repeats=3,
-                          seed=1, knots=9, chains=2, warmup=300, draws=300, progress=False,
+                          seed=1, knots=9, chains=2, warmup=200, draws=200, progress=False,
                           verbose=False)
     # emulator vs simulator at 48 random points: max 6.8e-5 (seed 1), 2.2e-4 (seed 0)
     assert res.attrs["emulator_max_abs"] < 1e-3
-    # measured at noise 0.0025, seeds 1, 0, 2: r(retina) 0.993, 0.995, 0.995; r(state2) 0.978,
-    # 0.987, 0.983 (the threshold leaves 0.08 below the worst)
+    # measured at noise 0.0025, seeds 1, 0, 2: r(retina) 0.993, 0.995, 0.995; r(state2) 0.979,
+    # 0.986, 0.984 with 2 x 200 draws (0.978, 0.987, 0.983 with 2 x 300): the threshold is
+    # 0.08 below the worst
     assert float(rec["r"].sel(parameter="retina")) > 0.9
     assert float(rec["r"].sel(parameter="state2")) > 0.9
-    # they trade off, but are not one direction (measured -0.79 to -0.81)
+    # they trade off, but are not one direction (measured -0.79 to -0.80)
     assert -0.95 < float(rec["posterior_corr"].sel(parameter="retina", parameter2="state2")) < 0
