@@ -158,7 +158,6 @@ def program(fun, name: str, **jit_kwargs):
         compiled, out_tree = loaded[key]
         return jax.tree.unflatten(out_tree, compiled(*leaves))
 
-    call.jitted = jitted
     return call
 
 

@@ -410,8 +410,9 @@ def test_joint_regular_ranges_apply_when_both_parameters_are_free():
 def test_force_matching_produced_force_is_smooth_inside_its_joint_regular_range(other, edge):
     """Along h (step 0.25) at the far edge of the other precision's joint range, the produced
     force at the 16 matching levels is smooth up to the stated bound (largest second
-    difference measured 0.017-0.026 N) and oscillates within one log unit above it (0.12 to
-    54 N), which is why the fit's emulator grid stays inside."""
+    difference measured 0.017-0.026 N over the whole joint range) and oscillates within one
+    log unit above it (second differences above 0.1 N; up to 54 N on the 2-D maps), which is
+    why the fit's emulator grid stays inside."""
     from cpsych.models import force_matching as fm
 
     P = fm.PARADIGM
