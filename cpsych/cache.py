@@ -7,6 +7,9 @@ persistent cache, compiled executables are written to disk and a later process w
 program, shapes, JAX version and machine loads them instead of compiling; JAX still traces and
 lowers the Python function to find its entry (about 1.3 s for a force-matching trial), which
 :func:`program` skips by loading the program it exported (:mod:`jax.export`) the first time.
+Figures cost as much as the computation once it is compiled (0.3-0.7 s a figure, mostly
+layout, PDF font subsetting and PNG rasterising); :func:`figure` keeps the files it rendered
+and copies them when the same figure is asked for again from the same data.
 
 The ``cpsych`` command line (and ``python -m cpsych.experiments.<name>``) turns the cache on
 by default, in a per-user directory:
@@ -31,7 +34,7 @@ import jax
 import numpy as np
 
 __all__ = ["default_dir", "enable", "disabled_by_env", "add_argument", "QUICK_COMPILE",
-           "jit_once", "program"]
+           "jit_once", "program", "digest", "figure"]
 
 #: The directory :func:`enable` turned on in this process (``None``: the cache is off).
 _enabled: Path | None = None
@@ -186,3 +189,110 @@ def _load_or_export(flat, tree, leaves, name, key, jit_kwargs):
         except (OSError, ImportError, ValueError, TypeError, pickle.PicklingError):
             pass
     return jax.jit(exported.call, **jit_kwargs), out_tree
+
+
+# ----------------------------------------------------------------------------- figures
+def digest(*inputs) -> str:
+    """SHA-256 of ``inputs``: datasets (every variable's name, dimensions, dtype, values and
+    attributes, and the dataset's attributes), arrays, mappings, sequences and scalars.
+
+    Equal data give equal digests whatever the order of a dataset's variables; anything else
+    enters by its ``repr`` (which must then describe it fully)."""
+    import xarray as xr
+
+    h = hashlib.sha256()
+
+    def feed(obj) -> None:
+        if isinstance(obj, xr.Dataset | xr.DataArray):
+            ds = obj.to_dataset(name=obj.name or "_") if isinstance(obj, xr.DataArray) else obj
+            h.update(b"dataset")
+            for name in sorted(ds.variables, key=str):
+                var = ds.variables[name]
+                feed((str(name), var.dims, dict(var.attrs)))
+                feed(var.values)
+            feed(dict(ds.attrs))
+        elif isinstance(obj, np.ndarray | jax.Array):
+            arr = np.asarray(obj)
+            h.update(repr((arr.shape, arr.dtype.str)).encode())
+            h.update(arr.tobytes() if arr.dtype != object else repr(arr.tolist()).encode())
+        elif isinstance(obj, dict):
+            h.update(b"dict")
+            for k in sorted(obj, key=repr):
+                feed(k)
+                feed(obj[k])
+        elif isinstance(obj, list | tuple):
+            h.update(f"seq{len(obj)}".encode())
+            for v in obj:
+                feed(v)
+        else:
+            h.update(repr(obj).encode())
+
+    for obj in inputs:
+        feed(obj)
+    return h.hexdigest()
+
+
+def figure(build, stem: str | os.PathLike, *inputs, name: str, save=None) -> tuple[Path, Path]:
+    """Render ``build()`` to ``<stem>.pdf`` and ``<stem>.png``, or copy the files rendered
+    before for the same figure.
+
+    ``build`` is a function of ``inputs`` alone (and of the cpsych sources): the files are
+    kept in ``<cache>/figures/`` under a key that fingerprints ``name``, ``inputs``
+    (:func:`digest`), the sources (:func:`source_fingerprint`) and matplotlib's version, and
+    a later call with the same key copies them instead of building and rendering (the
+    files are deterministic: the PDF carries no creation date). A kept file that is not a
+    whole PDF or PNG (its signature and end marker) is rendered again. With the cache off this is
+    ``save(build(), stem)``. ``save(fig, stem) -> (pdf, png)`` writes and releases the
+    figure (default :func:`cpsych.plotting.save_figure`). Copies are atomic; storing is best
+    effort (a cache never makes a run fail).
+    """
+    import shutil
+
+    import matplotlib
+
+    from .plotting import save_figure
+    from .results import atomic_path
+
+    save = save_figure if save is None else save
+    stem = Path(stem)
+    if _enabled is None:
+        return save(build(), stem)
+    key = hashlib.sha256(repr((name, source_fingerprint(), matplotlib.__version__,
+                               digest(*inputs))).encode()).hexdigest()[:32]
+    store = _enabled / "figures"
+    kept = [store / f"{name}-{key}.{ext}" for ext in ("pdf", "png")]
+    wanted = [Path(f"{stem}.{ext}") for ext in ("pdf", "png")]
+    if all(_whole(k) for k in kept):
+        try:
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            for src, dst in zip(kept, wanted, strict=True):
+                with atomic_path(dst) as tmp:
+                    shutil.copyfile(src, tmp)
+            return wanted[0], wanted[1]
+        except OSError:  # unreadable copy: render it again
+            pass
+    pdf, png = save(build(), stem)
+    try:
+        store.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for src, dst in zip((pdf, png), kept, strict=True):
+            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+    except OSError:
+        pass
+    return pdf, png
+
+
+def _whole(path: Path) -> bool:
+    """Whether ``path`` is a PDF or PNG file with its signature and its end marker."""
+    head, tail = {".pdf": (b"%PDF-", b"%%EOF"), ".png": (b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82")}[
+        path.suffix]
+    try:
+        with open(path, "rb") as fh:
+            start = fh.read(len(head))
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(fh.tell() - 64, 0))
+            end = fh.read()
+    except OSError:
+        return False
+    return start == head and tail in end

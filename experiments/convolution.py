@@ -17,6 +17,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import sys  # noqa: E402
 from importlib import resources  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -67,16 +68,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_out_argument(parser, DEFAULT_OUT)
 
 
+def _figure(ds: xr.Dataset):
+    """The inversion figure, against the true states and causes."""
+    from cpsych.plotting import plot_inversion
+
+    return plot_inversion(ds, truth={"x": ds["x_true"].values, "v": ds["v_true"].values},
+                          title="Linear convolution model: generalised filtering")
+
+
 def run(args: argparse.Namespace) -> int:
     import cpsych
-    from cpsych.plotting import Z90, plot_inversion, save_figure
+    from cpsych import cache
+    from cpsych.plotting import Z90
 
     out = Path(args.out)
     ds = invert_reference()
     nc = cpsych.save(ds, out / "convolution.nc")
-    fig = plot_inversion(ds, truth={"x": ds["x_true"].values, "v": ds["v_true"].values},
-                         title="Linear convolution model: generalised filtering")
-    pdf, png = save_figure(fig, out / "convolution")
+    # rendered once per result: a rerun copies the files (cpsych.cache.figure)
+    pdf, png = cache.figure(functools.partial(_figure, ds), out / "convolution", ds,
+                            name="convolution")
 
     ex = np.abs(ds["x"] - ds["x_true"]).values
     ev = np.abs(ds["v"] - ds["v_true"]).values

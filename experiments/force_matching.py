@@ -376,9 +376,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-figures", action="store_true", help="write the results only")
 
 
+def _trial_figure(name: str, tds):
+    """The active-inference figure of one example trial."""
+    from cpsych.plotting import plot_active
+
+    fig = plot_active(tds, title=f"Force matching, {name} ({tds.attrs['target_N']:g} N target)")
+    for ax, lab in zip(fig.axes[:4], ("sensation (N)", "force (N)", "cause (N/bin)",
+                                      "action (a.u.)"), strict=True):
+        ax.set_ylabel(lab)
+    return fig
+
+
 def run(args: argparse.Namespace) -> int:
     import cpsych
-    from cpsych.plotting import plot_active
+    from cpsych import cache
 
     out = Path(args.out)
     res = compute()
@@ -386,16 +397,16 @@ def run(args: argparse.Namespace) -> int:
     nc = cpsych.save(ds, out / "force_matching.nc")
     figs = []
     if not args.no_figures:
-        figs.append(_save(figure_curves(ds), out / "force_matching_curves"))
-        figs.append(_save(figure_sweep(ds), out / "attenuation_sweep"))
-        figs.append(_save(figure_false_inference(ds), out / "false_inference"))
+        # rendered once per result: a rerun copies the files (cpsych.cache.figure)
+        for build, stem in ((figure_curves, "force_matching_curves"),
+                            (figure_sweep, "attenuation_sweep"),
+                            (figure_false_inference, "false_inference")):
+            figs.append(cache.figure(functools.partial(build, ds), out / stem, ds,
+                                     name=f"force-matching-{stem}", save=_save))
         for name, tds in trial_datasets(res).items():
-            fig = plot_active(tds, title=f"Force matching, {name} "
-                                         f"({tds.attrs['target_N']:g} N target)")
-            for ax, lab in zip(fig.axes[:4], ("sensation (N)", "force (N)", "cause (N/bin)",
-                                              "action (a.u.)"), strict=True):
-                ax.set_ylabel(lab)
-            figs.append(_save(fig, out / f"trial_{name}"))
+            figs.append(cache.figure(functools.partial(_trial_figure, name, tds),
+                                     out / f"trial_{name}", name, tds,
+                                     name="force-matching-trial", save=_save))
     print("force matching (Brown et al. 2013): self-generated vs matched external force (N)")
     for g in GROUPS:
         s = ds["self_generated"].sel(group=g).values

@@ -21,6 +21,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -216,7 +217,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import cpsych
-    from cpsych.plotting import save_figure
+    from cpsych import cache
 
     if args.repetitions < 2:
         raise ValueError(f"--repetitions: need at least 2 presentations of B (a deviant and a "
@@ -224,7 +225,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     ds = mmn_results(args.repetitions)
     nc = cpsych.save(ds, out / "mmn.nc")
-    pdf, png = save_figure(plot_mmn(ds), out / "mmn")
+    # rendered once per result: a rerun copies the files (cpsych.cache.figure)
+    pdf, png = cache.figure(functools.partial(plot_mmn, ds), out / "mmn", ds, name="mmn")
     print(f"Roving oddball: {ds.attrs['n_a']} x A then {ds.attrs['n_b']} x B, "
           f"{ds.sizes['time']} bins of {ds.attrs['bin_ms']:g} ms")
     for g in ds["group"].values:

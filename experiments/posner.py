@@ -19,6 +19,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -247,20 +248,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import cpsych
-    from cpsych.plotting import save_figure
+    from cpsych import cache
     from cpsych.validation import check_scalar
 
     check_scalar(args.attention_gain, "--attention-gain", fix="e.g. 1 (0 removes attention)")
     out = Path(args.out)
     ds, trials = posner_results(args.attention_gain, args.threshold)
     nc = cpsych.save(ds, out / "posner.nc")
-    fig = plot_posner(ds)
-    pdf, png = save_figure(fig, out / "posner")
+    # rendered once per result: a rerun copies the files (cpsych.cache.figure)
+    pdf, png = cache.figure(functools.partial(plot_posner, ds), out / "posner", ds,
+                            name="posner")
     figs = []
     for cue, tr in trials.items():
-        f = plot_trial(tr, title=f"Posner trial, {cue} cue (attention gain "
-                                 f"{args.attention_gain:g})")
-        figs.append(save_figure(f, out / f"posner_trial_{cue}")[1])
+        title = f"Posner trial, {cue} cue (attention gain {args.attention_gain:g})"
+        figs.append(cache.figure(functools.partial(plot_trial, tr, title=title),
+                                 out / f"posner_trial_{cue}", tr, title,
+                                 name="posner-trial")[1])
     rt, rt0 = ds["rt_ms"], ds["rt_ms_no_attention"]
     print(f"Posner cueing: {ds.sizes['time']} bins of 10 ms, threshold "
           f"{ds.attrs['threshold']:g}, attention gain {ds.attrs['attention_gain']:g}")

@@ -303,15 +303,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import cpsych
-    from cpsych.plotting import save_figure
+    from cpsych import cache
 
     out = Path(args.out)
     ds = run_experiment()
     nc = cpsych.save(ds, out / "pursuit.nc")
     written = [nc]
     if not getattr(args, "no_figures", False):
-        written += list(save_figure(plot_traces(ds), out / "pursuit_traces"))
-        written += list(save_figure(plot_human(ds), out / "pursuit_human"))
+        # rendered once per result: a rerun copies the files (cpsych.cache.figure)
+        for build, stem in ((plot_traces, "pursuit_traces"), (plot_human, "pursuit_human")):
+            written += list(cache.figure(functools.partial(build, ds), out / stem, ds,
+                                         name=stem))
     tab = ds[list(READOUTS)].to_dataframe()
     print(tab.round(3).to_string())
     for p in written:

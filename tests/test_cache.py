@@ -128,3 +128,72 @@ def test_program_falls_back_to_jit_when_it_cannot_be_exported(tmp_path, monkeypa
     x = jnp.linspace(0.0, 1.0, 5)
     np.testing.assert_allclose(cache.program(_with_callback, "cb")(x), np.sin(x), rtol=1e-15)
     assert not list(tmp_path.glob("programs/cb-*"))
+
+
+# ----------------------------------------------------------------------------- figures
+def _dataset(value: float = 1.0):
+    import xarray as xr
+
+    return xr.Dataset({"a": ("t", np.array([0.0, value, 2.0]), {"units": "N"}),
+                       "b": ("g", np.array(["x", "y"]))}, attrs={"seed": 0})
+
+
+def test_digest_sees_values_attributes_and_not_variable_order():
+    import xarray as xr
+
+    ds = _dataset()
+    assert cache.digest(ds) == cache.digest(_dataset())
+    assert cache.digest(ds) == cache.digest(xr.Dataset({"b": ds["b"], "a": ds["a"]},
+                                                        attrs=ds.attrs))
+    assert cache.digest(ds) != cache.digest(_dataset(1.0 + 1e-15))
+    changed = ds.copy()
+    changed["a"].attrs["units"] = "mN"
+    assert cache.digest(ds) != cache.digest(changed)
+    assert cache.digest(ds, "title") != cache.digest(ds, "other title")
+    assert cache.digest(np.arange(3.0)) != cache.digest(np.arange(3))  # dtype counts
+
+
+def _plot(ds):
+    from matplotlib.figure import Figure
+
+    _BUILDS.append(1)
+    fig = Figure(figsize=(2, 1.5))
+    fig.add_subplot().plot(ds["a"].values)
+    return fig
+
+
+_BUILDS: list[int] = []
+
+
+def test_figure_is_rendered_once_per_data_then_copied(tmp_path, monkeypatch):
+    """The same figure of the same data is copied from the cache, byte for byte; other data,
+    changed sources or a damaged kept file render again; with the cache off it always
+    renders."""
+    import functools
+
+    monkeypatch.setattr(cache, "_enabled", tmp_path / "c")
+    _BUILDS.clear()
+    ds = _dataset()
+    first = cache.figure(functools.partial(_plot, ds), tmp_path / "a" / "fig", ds, name="toy")
+    assert len(_BUILDS) == 1 and [p.name for p in first] == ["fig.pdf", "fig.png"]
+    again = cache.figure(functools.partial(_plot, ds), tmp_path / "b" / "fig", ds, name="toy")
+    assert len(_BUILDS) == 1
+    for x, y in zip(first, again, strict=True):
+        assert x.read_bytes() == y.read_bytes() and len(x.read_bytes()) > 1000
+    other = _dataset(5.0)
+    cache.figure(functools.partial(_plot, other), tmp_path / "c1" / "fig", other, name="toy")
+    assert len(_BUILDS) == 2
+    kept = sorted((tmp_path / "c" / "figures").glob("toy-*.png"))
+    assert len(kept) == 2
+    for k in kept:  # truncated: not whole, rendered again
+        k.write_bytes(k.read_bytes()[:100])
+    cache.figure(functools.partial(_plot, ds), tmp_path / "d" / "fig", ds, name="toy")
+    assert len(_BUILDS) == 3
+    assert (tmp_path / "d" / "fig.png").read_bytes() == first[1].read_bytes()
+    monkeypatch.setattr(cache, "source_fingerprint", lambda: "edited")
+    cache.figure(functools.partial(_plot, ds), tmp_path / "e" / "fig", ds, name="toy")
+    assert len(_BUILDS) == 4
+    monkeypatch.setattr(cache, "_enabled", None)
+    cache.figure(functools.partial(_plot, ds), tmp_path / "f" / "fig", ds, name="toy")
+    cache.figure(functools.partial(_plot, ds), tmp_path / "f" / "fig", ds, name="toy")
+    assert len(_BUILDS) == 6 and (tmp_path / "f" / "fig.pdf").is_file()
