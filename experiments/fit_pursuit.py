@@ -64,8 +64,8 @@ import xarray as xr  # noqa: E402
 
 from cpsych.experiments import add_out_argument, module_main  # noqa: E402
 
-__all__ = ["CONDITIONS", "FREE", "SHIFTED", "KINETIC", "REFERENCE", "prepare_data", "fit",
-           "condition_values", "traces", "gains", "noise_effects", "noisy_profile",
+__all__ = ["CONDITIONS", "FREE", "SHIFTED", "KINETIC", "REFERENCE", "read_rows", "prepare_data",
+           "fit", "condition_values", "traces", "gains", "noise_effects", "noisy_profile",
            "needed_change", "results_dataset", "add_arguments", "run", "main"]
 
 DATA = Path(__file__).parent / "data" / "spem_fit"
@@ -91,8 +91,15 @@ def _paradigm():
 _EXTRA = ("target_position", "target_velocity")
 
 
-def prepare_data(path: str | Path = BINNED) -> xr.Dataset:
-    """The binned tidy file (read strictly by :func:`cpsych.fit.data.read_data`) laid out over
+def read_rows(path: str | Path = BINNED) -> xr.Dataset:
+    """The binned tidy file's rows, read strictly by :func:`cpsych.fit.data.read_data`."""
+    from cpsych.fit.data import read_data
+
+    return read_data(path, _paradigm())
+
+
+def prepare_data(path: str | Path | xr.Dataset = BINNED) -> xr.Dataset:
+    """The binned tidy file (a path, read by :func:`read_rows`, or its rows) laid out over
     ``(condition, bin)``: ``eye_velocity``, ``target``, ``target_velocity``, ``occluded``,
     ``time_ms`` (NaN where a bin has no row), ``period_ms``.
 
@@ -100,11 +107,10 @@ def prepare_data(path: str | Path = BINNED) -> xr.Dataset:
     (:func:`cpsych.models.spem.bin_times`). Besides the data format's columns, the file needs
     ``target_position`` and ``target_velocity`` (the gains and figures use them).
     """
-    from cpsych.fit.data import DataError, read_data
+    from cpsych.fit.data import DataError
     from cpsych.models import spem
 
-    par = _paradigm()
-    rows = read_data(path, par)
+    rows = path if isinstance(path, xr.Dataset) else read_rows(path)
     src = rows.attrs["source"]
     missing = [c for c in _EXTRA if c not in rows]
     if missing:
@@ -152,10 +158,11 @@ def prepare_data(path: str | Path = BINNED) -> xr.Dataset:
 
 
 # ----------------------------------------------------------------------------- model
-def fit(path: str | Path = BINNED, free: Sequence[str] = FREE,
+def fit(path: str | Path | xr.Dataset = BINNED, free: Sequence[str] = FREE,
         shifted: bool | Sequence[str] = SHIFTED, steps: int = 80, starts: int = 4,
         draws: int = 200, seed: int = 0, progress: bool = False):
-    """Multi-start MAP and Laplace of the binned file ``path`` through the generic fit.
+    """Multi-start MAP and Laplace of the binned file ``path`` (or its rows,
+    :func:`read_rows`) through the generic fit.
 
     :func:`cpsych.fit.hierarchical.fit` with the conditions as designs, the direct simulator
     (``emulator=None``), ``method="map"`` (``starts`` L-BFGS starts of ``steps`` iterations,
@@ -164,12 +171,11 @@ def fit(path: str | Path = BINNED, free: Sequence[str] = FREE,
     :class:`~cpsych.fit.hierarchical.FitResult`; the diagnostics' warnings are in
     ``result.warnings`` (not raised).
     """
-    from cpsych.fit.data import read_data
     from cpsych.fit.hierarchical import FitWarning
     from cpsych.fit.hierarchical import fit as generic_fit
 
     par = _paradigm()
-    rows = read_data(path, par)
+    rows = path if isinstance(path, xr.Dataset) else read_rows(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
         return generic_fit(par, rows, tuple(free), method="map", emulator=None,
@@ -637,12 +643,13 @@ def run(args: argparse.Namespace) -> int:
     par = _paradigm()
     free = parse_free(args.free, par)
     shifted = condition_effect(args.condition_effect, free)
-    data = prepare_data(args.data)  # errors name file, line and column, before compiling
+    rows = read_rows(args.data)  # read once; errors name file, line and column
+    data = prepare_data(rows)  # before compiling
     print(f"pursuit fit ({PARADIGM_NAME}): free {','.join(free)}; condition effects on "
           f"{args.condition_effect}; {args.starts} starts x {args.steps} L-BFGS iterations",
           flush=True)
     with _quiet_arviz():
-        res = fit(args.data, free, shifted, steps=args.steps, starts=args.starts,
+        res = fit(rows, free, shifted, steps=args.steps, starts=args.starts,
                   draws=args.draws, seed=args.seed, progress=True)
     values = condition_values(res)
     sigma = float(np.median(res.idata.posterior["sigma_obs"].values))

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import xarray as xr
 
 from cpsych.fit import data as D
 from cpsych.fit import infer
@@ -324,6 +325,29 @@ def test_cli_fit(tmp_path):
         cli.run(args)
 
 
+def test_pursuit_fit_command_reads_its_data_once(monkeypatch, tmp_path):
+    """`cpsych fit-pursuit` reads and checks its CSV once and fits the rows it read."""
+    from cpsych.experiments import fit_pursuit as fp
+    from cpsych.fit import data as D
+
+    reads, real = [], D.read_data
+    monkeypatch.setattr(D, "read_data", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+
+    class Stop(Exception):
+        pass
+
+    def fake_fit(rows, *args, **kwargs):
+        assert isinstance(rows, xr.Dataset) and rows.sizes["obs"] > 0
+        raise Stop
+
+    monkeypatch.setattr(fp, "fit", fake_fit)
+    parser = argparse.ArgumentParser()
+    fp.add_arguments(parser)
+    with pytest.raises(Stop):
+        fp.run(parser.parse_args(["--out", str(tmp_path)]))
+    assert reads == [str(fp.BINNED)]
+
+
 @pytest.mark.slow
 def test_pursuit_fit_to_real_data_runs_through_the_generic_fit():
     """The real eye-tracking fit end to end through cpsych.fit.hierarchical.fit (conditions
@@ -331,8 +355,10 @@ def test_pursuit_fit_to_real_data_runs_through_the_generic_fit():
     steps (SPEC 7)."""
     from cpsych.experiments import fit_pursuit as fp
 
-    data = fp.prepare_data()
-    res = fp.fit(steps=4, starts=2, draws=20)
+    rows = fp.read_rows()
+    data = fp.prepare_data(rows)
+    xr.testing.assert_identical(data, fp.prepare_data())  # from the rows = from the file
+    res = fp.fit(rows, steps=4, starts=2, draws=20)
     losses = np.array([float(v) for v in res.attrs["map_losses"].split(",")])
     assert losses.shape == (2,) and np.all(np.isfinite(losses))
     assert res.attrs["method"] == "map" and res.attrs["emulator"] == "direct simulator"
