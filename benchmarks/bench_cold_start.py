@@ -46,6 +46,10 @@ def main() -> int:
     args = ap.parse_args()
     exe = shutil.which("cpsych")
     base = [exe] if exe else [sys.executable, "-m", "cpsych.cli"]
+    probe = subprocess.run([sys.executable, "-c", "import jax; d = jax.devices()[0]; "
+                            "print(f'{jax.default_backend()}: {d}')"],
+                           capture_output=True, text=True, check=False)
+    print(f"JAX device (as the command sees it) {probe.stdout.strip() or 'unknown'}")
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
           f"command: cpsych {args.command}{' --no-figures' if args.no_figures else ''}")
     extra = ["--no-figures"] if args.no_figures else []

@@ -74,9 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strict", action="store_true")
     a = p.parse_args(argv)
     warnings.simplefilter("ignore")
+    import jax
+
     from cpsych.fit import hierarchical as H
 
-    report: dict = {}
+    print(f"JAX device {jax.default_backend()}: {jax.devices()[0]}; {os.cpu_count()} CPUs; "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    report: dict = {"device": str(jax.devices()[0]), "backend": jax.default_backend()}
     for name, free in (("single", ("h",)), ("double", tuple(a.free2.split(",")))):
         if name in a.skip.split(","):
             continue
