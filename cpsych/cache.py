@@ -1,4 +1,4 @@
-"""Compilation cost: JAX's persistent compilation cache, and quick compiles for one-shot runs.
+"""Start-up cost: JAX's persistent compilation cache, quick compiles, stored programs, figures.
 
 Most of a cold ``cpsych <command>`` is XLA compilation. Three remedies live here: the persistent
 cache (fast second starts), :func:`jit_once` for programs a command runs only a few times
@@ -7,9 +7,9 @@ persistent cache, compiled executables are written to disk and a later process w
 program, shapes, JAX version and machine loads them instead of compiling; JAX still traces and
 lowers the Python function to find its entry (about 1.3 s for a force-matching trial), which
 :func:`program` skips by loading the program it exported (:mod:`jax.export`) the first time.
-Figures cost as much as the computation once it is compiled (0.3-0.7 s a figure, mostly
-layout, PDF font subsetting and PNG rasterising); :func:`figure` keeps the files it rendered
-and copies them when the same figure is asked for again from the same data.
+Figures then cost as much as the compiled computation (0.3-0.7 s a figure, mostly layout,
+PDF font subsetting and PNG rasterising): a fourth helper, :func:`figure`, keeps the files it
+rendered and copies them when the same figure is asked for again from the same data.
 
 The ``cpsych`` command line (and ``python -m cpsych.experiments.<name>``) turns the cache on
 by default, in a per-user directory:
@@ -24,6 +24,7 @@ by default, in a per-user directory:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -98,8 +99,9 @@ def jit_once(fun, **jit_kwargs):
 
 @functools.cache
 def source_fingerprint() -> str:
-    """SHA-256 of the installed cpsych sources (``cpsych``, ``cpsych.models``,
-    ``cpsych.experiments``): a stored program is used only by the code that traced it."""
+    """SHA-256 of the installed cpsych sources and package data (every file of ``cpsych``,
+    ``cpsych.models`` and ``cpsych.experiments`` but compiled bytecode): a stored program or
+    figure is used only by the code and data that made it."""
     import cpsych
 
     roots = {Path(cpsych.__file__).parent}
@@ -111,9 +113,12 @@ def source_fingerprint() -> str:
             pass
     h = hashlib.sha256()
     for root in sorted(roots):
-        for f in sorted(root.rglob("*.py")):
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
+        for f in sorted(root.rglob("*")):
+            if not f.is_file() or "__pycache__" in f.parts or f.suffix in (".pyc", ".pyo"):
+                continue
+            data = f.read_bytes()
+            h.update(f"{f.relative_to(root)}:{len(data)}:".encode())
+            h.update(data)
     return h.hexdigest()
 
 
@@ -193,72 +198,105 @@ def _load_or_export(flat, tree, leaves, name, key, jit_kwargs):
 
 # ----------------------------------------------------------------------------- figures
 def digest(*inputs) -> str:
-    """SHA-256 of ``inputs``: datasets (every variable's name, dimensions, dtype, values and
-    attributes, and the dataset's attributes), arrays, mappings, sequences and scalars.
+    """SHA-256 of ``inputs``: datasets and data arrays (every variable's name, role
+    (coordinate or data), dimensions, dtype, values and attributes; the attributes and a data
+    array's name), arrays, mappings, sequences and scalars.
 
-    Equal data give equal digests whatever the order of a dataset's variables; anything else
-    enters by its ``repr`` (which must then describe it fully)."""
+    Every item is framed by its type and length, so different data never share their bytes
+    (``digest(1, 23) != digest(12, 3)``). Equal data give equal digests whatever the order of
+    a dataset's variables or a mapping's keys; anything else enters by its ``repr``, which must
+    then describe it fully (no memory addresses, no unordered sets).
+    """
     import xarray as xr
 
     h = hashlib.sha256()
 
+    def atom(tag: str, payload: bytes) -> None:
+        h.update(f"{tag}:{len(payload)}:".encode())
+        h.update(payload)
+
     def feed(obj) -> None:
-        if isinstance(obj, xr.Dataset | xr.DataArray):
-            ds = obj.to_dataset(name=obj.name or "_") if isinstance(obj, xr.DataArray) else obj
-            h.update(b"dataset")
-            for name in sorted(ds.variables, key=str):
-                var = ds.variables[name]
-                feed((str(name), var.dims, dict(var.attrs)))
-                feed(var.values)
-            feed(dict(ds.attrs))
-        elif isinstance(obj, np.ndarray | jax.Array):
+        if isinstance(obj, xr.DataArray):
+            atom("dataarray", repr(obj.name).encode())
+            feed(obj.variable)
+            feed({str(k): v.variable for k, v in obj.coords.items()})
+        elif isinstance(obj, xr.Dataset):
+            atom("dataset", str(len(obj.variables)).encode())
+            for name in sorted(obj.variables, key=str):
+                atom("coord" if name in obj.coords else "data", str(name).encode())
+                feed(obj.variables[name])
+            feed(dict(obj.attrs))
+        elif isinstance(obj, xr.Variable):
+            atom("variable", repr(obj.dims).encode())
+            feed(dict(obj.attrs))
+            feed(obj.values)
+        elif isinstance(obj, np.ndarray | jax.Array | np.generic):
             arr = np.asarray(obj)
-            h.update(repr((arr.shape, arr.dtype.str)).encode())
-            h.update(arr.tobytes() if arr.dtype != object else repr(arr.tolist()).encode())
+            atom("array", repr((arr.shape, arr.dtype.str)).encode())
+            if arr.dtype.hasobject:
+                for v in arr.ravel():
+                    feed(v)
+            else:
+                atom("bytes", np.ascontiguousarray(arr).tobytes())
         elif isinstance(obj, dict):
-            h.update(b"dict")
+            atom("dict", str(len(obj)).encode())
             for k in sorted(obj, key=repr):
                 feed(k)
                 feed(obj[k])
         elif isinstance(obj, list | tuple):
-            h.update(f"seq{len(obj)}".encode())
+            atom(type(obj).__name__, str(len(obj)).encode())
             for v in obj:
                 feed(v)
         else:
-            h.update(repr(obj).encode())
+            atom(type(obj).__name__, repr(obj).encode())
 
     for obj in inputs:
         feed(obj)
     return h.hexdigest()
 
 
+def _figure_key(name: str, inputs: tuple) -> str:
+    """The key of a figure: its name and inputs, the sources and data files, matplotlib's
+    version and settings (``rcParams``; a user's ``matplotlibrc`` changes figures)."""
+    import matplotlib
+
+    settings = {k: v for k, v in dict.items(matplotlib.rcParams) if k != "backend"}
+    return hashlib.sha256(repr((name, source_fingerprint(), matplotlib.__version__,
+                                digest(settings), digest(*inputs))).encode()).hexdigest()[:32]
+
+
 def figure(build, stem: str | os.PathLike, *inputs, name: str, save=None) -> tuple[Path, Path]:
     """Render ``build()`` to ``<stem>.pdf`` and ``<stem>.png``, or copy the files rendered
     before for the same figure.
 
-    ``build`` is a function of ``inputs`` alone (and of the cpsych sources): the files are
-    kept in ``<cache>/figures/`` under a key that fingerprints ``name``, ``inputs``
-    (:func:`digest`), the sources (:func:`source_fingerprint`) and matplotlib's version, and
-    a later call with the same key copies them instead of building and rendering (the
-    files are deterministic: the PDF carries no creation date). A kept file that is not a
-    whole PDF or PNG (its signature and end marker) is rendered again. With the cache off this is
-    ``save(build(), stem)``. ``save(fig, stem) -> (pdf, png)`` writes and releases the
-    figure (default :func:`cpsych.plotting.save_figure`). Copies are atomic; storing is best
-    effort (a cache never makes a run fail).
+    ``build`` must be a function of ``inputs`` alone (and of the cpsych sources and data
+    files): the files are kept in ``<cache>/figures/`` under a key that fingerprints ``name``,
+    ``inputs`` (:func:`digest`), the sources and package data (:func:`source_fingerprint`),
+    matplotlib's version and its ``rcParams``; a later call with the same key copies them
+    instead of building and rendering (the files are deterministic: the PDF carries no
+    creation date). Installed fonts are not in the key. A kept file that is not a whole PDF
+    or PNG (signature and end marker) is rendered again and replaced. With the cache off
+    this is ``save(build(), stem)``. ``save(fig, stem) -> (pdf, png)`` writes and releases
+    the figure (default :func:`cpsych.plotting.save_figure`). Copies are atomic; keying and
+    storing are best effort (a cache never makes a run fail). The directory is never pruned:
+    delete it to reclaim the space.
     """
     import shutil
-
-    import matplotlib
+    import uuid
 
     from .plotting import save_figure
     from .results import atomic_path
 
     save = save_figure if save is None else save
     stem = Path(stem)
+    if stem.suffix.lower() in (".pdf", ".png"):
+        stem = stem.with_suffix("")
     if _enabled is None:
         return save(build(), stem)
-    key = hashlib.sha256(repr((name, source_fingerprint(), matplotlib.__version__,
-                               digest(*inputs))).encode()).hexdigest()[:32]
+    try:
+        key = _figure_key(name, inputs)
+    except Exception:  # noqa: BLE001 - an input the digest cannot read: no caching
+        return save(build(), stem)
     store = _enabled / "figures"
     kept = [store / f"{name}-{key}.{ext}" for ext in ("pdf", "png")]
     wanted = [Path(f"{stem}.{ext}") for ext in ("pdf", "png")]
@@ -272,21 +310,22 @@ def figure(build, stem: str | os.PathLike, *inputs, name: str, save=None) -> tup
         except OSError:  # unreadable copy: render it again
             pass
     pdf, png = save(build(), stem)
-    try:
-        store.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for src, dst in zip((pdf, png), kept, strict=True):
-            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    for src, dst in zip((pdf, png), kept, strict=True):
+        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            store.mkdir(mode=0o700, parents=True, exist_ok=True)
             shutil.copyfile(src, tmp)
             os.replace(tmp, dst)
-    except OSError:
-        pass
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
     return pdf, png
 
 
 def _whole(path: Path) -> bool:
     """Whether ``path`` is a PDF or PNG file with its signature and its end marker."""
-    head, tail = {".pdf": (b"%PDF-", b"%%EOF"), ".png": (b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82")}[
-        path.suffix]
+    head, tail = {".pdf": (b"%PDF-", b"%%EOF"),
+                  ".png": (b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82")}[path.suffix]
     try:
         with open(path, "rb") as fh:
             start = fh.read(len(head))

@@ -98,8 +98,9 @@ def read_rows(path: str | Path = BINNED) -> xr.Dataset:
     return read_data(path, _paradigm())
 
 
-def prepare_data(path: str | Path | xr.Dataset = BINNED) -> xr.Dataset:
-    """The binned tidy file (a path, read by :func:`read_rows`, or its rows) laid out over
+def prepare_data(data: str | Path | xr.Dataset = BINNED) -> xr.Dataset:
+    """The binned tidy file (its path, read by :func:`read_rows`, or the rows
+    :func:`read_rows` returned) laid out over
     ``(condition, bin)``: ``eye_velocity``, ``target``, ``target_velocity``, ``occluded``,
     ``time_ms`` (NaN where a bin has no row), ``period_ms``.
 
@@ -110,7 +111,7 @@ def prepare_data(path: str | Path | xr.Dataset = BINNED) -> xr.Dataset:
     from cpsych.fit.data import DataError
     from cpsych.models import spem
 
-    rows = path if isinstance(path, xr.Dataset) else read_rows(path)
+    rows = data if isinstance(data, xr.Dataset) else read_rows(data)
     src = rows.attrs["source"]
     missing = [c for c in _EXTRA if c not in rows]
     if missing:
@@ -158,11 +159,11 @@ def prepare_data(path: str | Path | xr.Dataset = BINNED) -> xr.Dataset:
 
 
 # ----------------------------------------------------------------------------- model
-def fit(path: str | Path | xr.Dataset = BINNED, free: Sequence[str] = FREE,
+def fit(data: str | Path | xr.Dataset = BINNED, free: Sequence[str] = FREE,
         shifted: bool | Sequence[str] = SHIFTED, steps: int = 80, starts: int = 4,
         draws: int = 200, seed: int = 0, progress: bool = False):
-    """Multi-start MAP and Laplace of the binned file ``path`` (or its rows,
-    :func:`read_rows`) through the generic fit.
+    """Multi-start MAP and Laplace of the binned file ``data`` (its path, or the rows
+    :func:`read_rows` returned) through the generic fit.
 
     :func:`cpsych.fit.hierarchical.fit` with the conditions as designs, the direct simulator
     (``emulator=None``), ``method="map"`` (``starts`` L-BFGS starts of ``steps`` iterations,
@@ -175,7 +176,7 @@ def fit(path: str | Path | xr.Dataset = BINNED, free: Sequence[str] = FREE,
     from cpsych.fit.hierarchical import fit as generic_fit
 
     par = _paradigm()
-    rows = path if isinstance(path, xr.Dataset) else read_rows(path)
+    rows = data if isinstance(data, xr.Dataset) else read_rows(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
         return generic_fit(par, rows, tuple(free), method="map", emulator=None,

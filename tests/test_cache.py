@@ -138,7 +138,7 @@ def _dataset(value: float = 1.0):
                        "b": ("g", np.array(["x", "y"]))}, attrs={"seed": 0})
 
 
-def test_digest_sees_values_attributes_and_not_variable_order():
+def test_digest_sees_values_attributes_and_roles_not_order():
     import xarray as xr
 
     ds = _dataset()
@@ -151,6 +151,21 @@ def test_digest_sees_values_attributes_and_not_variable_order():
     assert cache.digest(ds) != cache.digest(changed)
     assert cache.digest(ds, "title") != cache.digest(ds, "other title")
     assert cache.digest(np.arange(3.0)) != cache.digest(np.arange(3))  # dtype counts
+    # framed items: concatenations never collide
+    assert cache.digest(1, 23) != cache.digest(12, 3)
+    assert cache.digest([1, 23]) != cache.digest([12, 3])
+    assert cache.digest({"ab": "c"}) != cache.digest({"a": "bc"})
+    # object arrays by element, not by numpy's shortened repr
+    a, b = np.empty(1, object), np.empty(1, object)
+    a[0], b[0] = np.arange(2000), np.r_[np.arange(1000), -1, np.arange(1001, 2000)]
+    assert cache.digest(a) != cache.digest(b)
+    # a coordinate is not a data variable; a data array is not a dataset
+    lab = ds.assign_coords(lab=("g", ["p", "q"]))
+    assert cache.digest(lab) != cache.digest(lab.reset_coords("lab"))
+    assert cache.digest(ds["a"]) != cache.digest(ds[["a"]])
+    assert cache.digest(ds["a"].rename("a")) != cache.digest(ds["a"].rename("z"))
+    with_coord = xr.Dataset(coords={"t": [0.0, 1.0]})
+    assert len(cache.digest(with_coord["t"])) == 64  # a coordinate's own array
 
 
 def _plot(ds):
@@ -166,34 +181,67 @@ _BUILDS: list[int] = []
 
 
 def test_figure_is_rendered_once_per_data_then_copied(tmp_path, monkeypatch):
-    """The same figure of the same data is copied from the cache, byte for byte; other data,
-    changed sources or a damaged kept file render again; with the cache off it always
-    renders."""
+    """The same figure of the same data is copied from the cache; other data, another name,
+    changed sources, other matplotlib settings or a damaged kept file render again; with
+    the cache off it always renders, byte for byte the same files (deterministic)."""
     import functools
+
+    import matplotlib
 
     monkeypatch.setattr(cache, "_enabled", tmp_path / "c")
     _BUILDS.clear()
     ds = _dataset()
-    first = cache.figure(functools.partial(_plot, ds), tmp_path / "a" / "fig", ds, name="toy")
+
+    def fig(where, data=ds, name="toy"):
+        return cache.figure(functools.partial(_plot, data), tmp_path / where / "fig", data,
+                            name=name)
+
+    first = fig("a")
     assert len(_BUILDS) == 1 and [p.name for p in first] == ["fig.pdf", "fig.png"]
-    again = cache.figure(functools.partial(_plot, ds), tmp_path / "b" / "fig", ds, name="toy")
-    assert len(_BUILDS) == 1
+    again = fig("b")
+    assert len(_BUILDS) == 1 and [p.parent.name for p in again] == ["b", "b"]
     for x, y in zip(first, again, strict=True):
         assert x.read_bytes() == y.read_bytes() and len(x.read_bytes()) > 1000
-    other = _dataset(5.0)
-    cache.figure(functools.partial(_plot, other), tmp_path / "c1" / "fig", other, name="toy")
-    assert len(_BUILDS) == 2
-    kept = sorted((tmp_path / "c" / "figures").glob("toy-*.png"))
-    assert len(kept) == 2
-    for k in kept:  # truncated: not whole, rendered again
-        k.write_bytes(k.read_bytes()[:100])
-    cache.figure(functools.partial(_plot, ds), tmp_path / "d" / "fig", ds, name="toy")
+    fig("c", _dataset(5.0))
+    fig("c2", name="other")
     assert len(_BUILDS) == 3
-    assert (tmp_path / "d" / "fig.png").read_bytes() == first[1].read_bytes()
+    store = tmp_path / "c" / "figures"
+    assert len(list(store.glob("toy-*.pdf"))) == 2 and not list(store.glob(".*"))
+    # damaged kept files (a truncated PDF, then a truncated PNG) are rendered again and
+    # replaced: the call after is a hit
+    for ext in ("pdf", "png"):
+        for k in store.glob(f"toy-*.{ext}"):
+            k.write_bytes(k.read_bytes()[:100])
+        fig(f"d{ext}")
+        fig(f"e{ext}")
+    assert len(_BUILDS) == 5
+    assert (tmp_path / "epng" / "fig.png").read_bytes() == first[1].read_bytes()
+    with matplotlib.rc_context({"lines.linewidth": 3.0}):
+        fig("f")
     monkeypatch.setattr(cache, "source_fingerprint", lambda: "edited")
-    cache.figure(functools.partial(_plot, ds), tmp_path / "e" / "fig", ds, name="toy")
-    assert len(_BUILDS) == 4
+    fig("g")
+    assert len(_BUILDS) == 7
     monkeypatch.setattr(cache, "_enabled", None)
-    cache.figure(functools.partial(_plot, ds), tmp_path / "f" / "fig", ds, name="toy")
-    cache.figure(functools.partial(_plot, ds), tmp_path / "f" / "fig", ds, name="toy")
-    assert len(_BUILDS) == 6 and (tmp_path / "f" / "fig.pdf").is_file()
+    off = [fig("h"), fig("i")]
+    assert len(_BUILDS) == 9
+    assert off[0][0].read_bytes() == off[1][0].read_bytes() == first[0].read_bytes()
+    assert off[0][1].read_bytes() == first[1].read_bytes()
+
+
+def test_figure_cache_that_cannot_be_written_still_renders(tmp_path, monkeypatch):
+    """A store that cannot be created (its parent is a file) costs the cache, not the run:
+    the figure is written and no temporary file is left behind."""
+    import functools
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setattr(cache, "_enabled", blocker)
+    _BUILDS.clear()
+    ds = _dataset()
+    for where in ("a", "b"):
+        pdf, png = cache.figure(functools.partial(_plot, ds), tmp_path / where / "fig.png", ds,
+                                name="toy")
+        assert pdf == tmp_path / where / "fig.pdf" and png.is_file() and pdf.is_file()
+    assert len(_BUILDS) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "file"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["fig.pdf", "fig.png"]

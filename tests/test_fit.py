@@ -331,13 +331,19 @@ def test_pursuit_fit_command_reads_its_data_once(monkeypatch, tmp_path):
     from cpsych.fit import data as D
 
     reads, real = [], D.read_data
-    monkeypatch.setattr(D, "read_data", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+
+    def counted(*args, **kwargs):
+        rows = real(*args, **kwargs)
+        reads.append(rows)
+        return rows
+
+    monkeypatch.setattr(D, "read_data", counted)
 
     class Stop(Exception):
         pass
 
     def fake_fit(rows, *args, **kwargs):
-        assert isinstance(rows, xr.Dataset) and rows.sizes["obs"] > 0
+        assert rows is reads[0]  # the rows read once, not the path again
         raise Stop
 
     monkeypatch.setattr(fp, "fit", fake_fit)
@@ -345,7 +351,7 @@ def test_pursuit_fit_command_reads_its_data_once(monkeypatch, tmp_path):
     fp.add_arguments(parser)
     with pytest.raises(Stop):
         fp.run(parser.parse_args(["--out", str(tmp_path)]))
-    assert reads == [str(fp.BINNED)]
+    assert len(reads) == 1 and reads[0].attrs["source"].endswith("spem_binned.csv")
 
 
 @pytest.mark.slow
