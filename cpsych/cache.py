@@ -24,7 +24,6 @@ by default, in a per-user directory:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import os
@@ -174,6 +173,8 @@ def _load_or_export(flat, tree, leaves, name, key, jit_kwargs):
     or ``None`` when the function cannot be exported (the caller then uses ``jax.jit``)."""
     from jax import export
 
+    from .results import atomic_path
+
     path = _enabled / "programs" / f"{name}-{key}.jaxexport"
     try:
         with open(path, "rb") as fh:
@@ -187,10 +188,8 @@ def _load_or_export(flat, tree, leaves, name, key, jit_kwargs):
         out_tree = flat.out_tree
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 pickle.dump((bytes(exported.serialize()), out_tree), fh)
-            os.replace(tmp, path)
         except (OSError, ImportError, ValueError, TypeError, pickle.PicklingError):
             pass
     return jax.jit(exported.call, **jit_kwargs), out_tree
@@ -281,11 +280,7 @@ def figure(build, stem: str | os.PathLike, *inputs, name: str, save=None) -> tup
     storing are best effort (a cache never makes a run fail). The directory is never pruned:
     delete it to reclaim the space.
     """
-    import shutil
-    import uuid
-
     from .plotting import save_figure
-    from .results import atomic_path
 
     save = save_figure if save is None else save
     stem = Path(stem)
@@ -302,24 +297,29 @@ def figure(build, stem: str | os.PathLike, *inputs, name: str, save=None) -> tup
     wanted = [Path(f"{stem}.{ext}") for ext in ("pdf", "png")]
     if all(_whole(k) for k in kept):
         try:
-            stem.parent.mkdir(parents=True, exist_ok=True)
-            for src, dst in zip(kept, wanted, strict=True):
-                with atomic_path(dst) as tmp:
-                    shutil.copyfile(src, tmp)
+            _copy(kept, wanted)
             return wanted[0], wanted[1]
         except OSError:  # unreadable copy: render it again
             pass
     pdf, png = save(build(), stem)
-    for src, dst in zip((pdf, png), kept, strict=True):
-        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-        try:
-            store.mkdir(mode=0o700, parents=True, exist_ok=True)
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+    try:
+        store.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _copy((pdf, png), kept)
+    except OSError:
+        pass
     return pdf, png
+
+
+def _copy(sources, destinations) -> None:
+    """Copy each file atomically (:func:`cpsych.results.atomic_path`: no partial file, no
+    temporary file left behind)."""
+    import shutil
+
+    from .results import atomic_path
+
+    for src, dst in zip(sources, destinations, strict=True):
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
 
 
 def _whole(path: Path) -> bool:
