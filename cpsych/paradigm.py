@@ -104,6 +104,13 @@ class DataFormat:
         ranges that hold when all the named parameters are free together (a scheme's regular
         region is rarely a box: e.g. strong attenuation is regular at the control state
         precision but not at every state precision). Applied on top of ``regular``.
+    other_responses : further kinds of response a file may hold besides ``response``:
+        column -> ``(read-out, design option)``. The read-out predicts the column; its last
+        dimension runs over the design option, which takes the rows' values of the design
+        column (e.g. force matching's reported uncertainty about external forces of peak
+        ``target``); ``None``: a scalar read-out. These columns are optional; a file that has
+        one fills exactly one response cell per row (the others empty), and each kind gets
+        its own observation noise in the fit.
     """
 
     columns: Mapping[str, str]
@@ -118,6 +125,13 @@ class DataFormat:
     regular: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     regular_joint: Mapping[tuple[str, ...], Mapping[str, tuple[float, float]]] = \
         dataclasses.field(default_factory=dict)
+    other_responses: Mapping[str, tuple[str, str | None]] = \
+        dataclasses.field(default_factory=dict)
+
+    @property
+    def responses(self) -> tuple[str, ...]:
+        """Every response column: ``response`` first, then ``other_responses``."""
+        return (self.response, *self.other_responses)
 
     def regular_range(self, name: str, free: Sequence[str] = ()) -> tuple[float, float]:
         """Where ``name`` is regular when ``free`` are the free parameters: ``regular`` and

@@ -5,10 +5,13 @@ parameters of N participants uniformly over the prior mean +- --spread prior SDs
 the parameters' bounds; the others at the preset), simulates their responses at the
 paradigm's default design with the DIRECT simulator (not the emulator the fit uses, so the
 recovery includes the emulator's interpolation error) plus Gaussian noise (--noise, response
-units), fits them with the hierarchical model of ``cpsych fit`` and reports per parameter the
-correlation r of true and posterior-mean values, the bias and the 90 % interval coverage, and
-between parameters the correlation of the estimates and the mean posterior correlation
-(identifiability: near +-1, the data cannot tell the two apart). Writes DIR/recovery.nc,
+units; with --with, further kinds of response of the paradigm's data format, e.g. force
+matching's reported uncertainty, in rows of their own, each with its own noise:
+``--with uncertainty --noise matched=0.1,uncertainty=0.001``), fits them with the
+hierarchical model of ``cpsych fit`` and reports per parameter the correlation r of true and
+posterior-mean values, the bias and the 90 % interval coverage, and between parameters the
+correlation of the estimates and the mean posterior correlation (identifiability: near +-1,
+the data cannot tell the two apart). Writes DIR/recovery.nc,
 DIR/recovery.csv (one row per parameter) and the figure DIR/recovery (PDF and PNG).
 """
 
@@ -42,8 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="synthetic participants (default 20)")
     parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
                         help=f"output directory (default: {DEFAULT_OUT})")
-    parser.add_argument("--noise", type=float, default=0.1,
-                        help="response noise SD (response units; default 0.1)")
+    parser.add_argument("--noise", default="0.1", metavar="SD|KIND=SD,...",
+                        help="response noise SD (response units; default 0.1); with --with "
+                             "one per kind of response, e.g. matched=0.1,uncertainty=0.001")
+    parser.add_argument("--with", dest="also", default="", metavar="KIND[,KIND...]",
+                        help="further kinds of response of the paradigm's data format to "
+                             "simulate too (e.g. force matching's 'uncertainty'), at the "
+                             "paradigm's default design")
     parser.add_argument("--repeats", type=int, default=2,
                         help="responses per design value and participant (default 2)")
     parser.add_argument("--spread", type=float, default=1.0,
@@ -58,6 +66,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def parse_responses(paradigm, also: str, noise: str
+                    ) -> tuple[dict[str, tuple[float, ...]] | None, float | dict[str, float]]:
+    """``--with`` and ``--noise``: the further kinds of response (each at the paradigm's
+    default design of its option) and the noise SD, one number or one per kind."""
+    fmt = paradigm.data
+    kinds = [k.strip() for k in also.split(",") if k.strip()]
+    others = dict(fmt.other_responses) if fmt is not None else {}
+    for k in kinds:
+        if k not in others:
+            raise ValueError(f"--with: '{k}' is not a further kind of response of "
+                             f"{paradigm.name}; choose from {', '.join(others) or '(none)'}")
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"--with: kinds named twice: {also}")
+
+    def sd(text: str, what: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = float("nan")
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"--noise: expected a finite SD > 0{what}, got {text!r}")
+        return v
+
+    if not kinds:
+        return None, sd(noise, "")
+    items = dict(item.split("=", 1) for item in noise.split(",") if "=" in item)
+    wanted = [fmt.response, *kinds]
+    if set(items) != set(wanted) or noise.count("=") != len(wanted):
+        raise ValueError(f"--noise: with --with give one SD per kind of response, e.g. "
+                         f"{','.join(f'{k}=SD' for k in wanted)}; got {noise!r}")
+    responses = {}
+    for k in kinds:
+        option = others[k][1]
+        responses[k] = (tuple(float(v) for v in paradigm.design[option]) if option
+                        else (0.0,))
+    return responses, {k: sd(items[k], f" for {k}") for k in wanted}
+
+
 def run(args: argparse.Namespace) -> int:
     import cpsych
     from cpsych.experiments.fit import emulator_span, parse_free
@@ -68,8 +114,7 @@ def run(args: argparse.Namespace) -> int:
     free = parse_free(args.free, paradigm)
     if args.participants < 3:
         raise ValueError(f"--participants: need at least 3, got {args.participants}")
-    if not (np.isfinite(args.noise) and args.noise > 0):
-        raise ValueError(f"--noise: expected a finite SD > 0, got {args.noise}")
+    responses, noise = parse_responses(paradigm, args.also, args.noise)
     if not (np.isfinite(args.spread) and args.spread > 0):
         raise ValueError(f"--spread: expected a finite number of SDs > 0, got {args.spread}")
     span = emulator_span(args, paradigm, free)
@@ -79,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
     rec, res = recovery(paradigm, free, args.participants, spread=args.spread,
-                        noise_sd=args.noise, repeats=args.repeats, seed=args.seed,
+                        noise_sd=noise, repeats=args.repeats, seed=args.seed,
+                        responses=responses,
                         method=args.method, knots=args.knots, span=span,
                         chains=args.chains if args.method == "nuts" else 1,
                         warmup=args.warmup, draws=args.draws, progress=not args.no_progress,
@@ -94,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
              f"{float(rec['coverage90'].sel(parameter=p)):.3f}"] for p in free]
     csv = write_csv(out / "recovery.csv", ["parameter", "r", "bias", "coverage90"], rows)
     print(f"cpsych recovery: {paradigm.name}, {args.participants} participants from the "
-          f"direct simulator ({rec.attrs['simulate_s']:.1f} s), noise SD {args.noise}")
+          f"direct simulator ({rec.attrs['simulate_s']:.1f} s), noise SD "
+          f"{rec.attrs['noise_sd']}")
     print(describe(res))
     for p, r, b, c in rows:
         print(f"  {p:12s} r = {float(r):.3f}   bias {float(b):+.3f}   90 % coverage "

@@ -61,6 +61,17 @@ Read-outs
   ``(perceived - c0(t_peak)) / c1``. This agrees with solving the matching exactly for the
   self-generated force's own time course (two replays per target,
   :func:`matched_force_exact`) to within 4 mN in the presets.
+* Reported uncertainty about an external force (a second kind of response, measured at
+  rest): the posterior SD of ``x_ext`` at the peak of an external bump of peak ``A`` (N)
+  while the agent does not push (:func:`external_uncertainty`), the agent's own confidence
+  in the force's size, as it would report it (e.g. half the width of a reported 68 %
+  interval). It depends on the sensory and the prior precisions but hardly on attenuation
+  (the agent does not push), so with the matched forces it separates attenuation from the
+  prior precision of the intended force (:mod:`cpsych.models.force_matching_fit`). It is
+  *not* a discrimination threshold: how much the percept of the same force varies from
+  trial to trial is set by the world's sensory noise, not by the agent's precisions
+  (measured over 400 noise draws at 1 N: 0.025-0.027 N for sensory log-precision 6, 8 and
+  10, prior 8 and attenuation 4, while the posterior SD runs from 0.011 to 0.046 N).
 
 Psychiatric variants (SPEC 6)
 -----------------------------
@@ -140,6 +151,8 @@ __all__ = [
     "percept",
     "confident",
     "false_external_force",
+    "external_uncertainty",
+    "REFERENCES",
     "readouts",
     "params_from",
     "PARADIGM",
@@ -153,6 +166,8 @@ PEAK_BIN: float = 16.0
 TARGETS: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
 #: Standard deviations subtracted from the posterior mean in the percept (about 90 %).
 Z_PERCEPT: float = 1.694
+#: Peak external forces (N) at which the reported uncertainty is read.
+REFERENCES: tuple[float, ...] = (1.0,)
 
 
 class Params(NamedTuple):
@@ -492,6 +507,20 @@ def false_external_force(out: ActiveOutput) -> tuple[jax.Array, jax.Array]:
     return conf[t], out.x[t, 1]
 
 
+def external_uncertainty(params: Params, reference: float | jax.Array,
+                         key: jax.Array | None = None) -> jax.Array:
+    """The agent's uncertainty about an external force (N): a posterior SD.
+
+    The experimenter applies a bump ``reference * exp(-(t - 16)**2 / 16)`` (N) while the
+    agent rests (:func:`replay_output`); the read-out is the posterior SD of ``x_ext`` at the
+    bump's peak (see the module docstring). Pure JAX.
+    """
+    unit = jnp.asarray(bump())
+    out = replay_output(params, jnp.asarray(reference, float) * unit, key)
+    t = int(np.argmax(bump()))
+    return jnp.sqrt(jnp.maximum(out.x_var[t, 1], 0.0))
+
+
 # ----------------------------------------------------------------------------- the paradigm
 #: Short parameter names (sweeps, fits, the command line) -> fields of :class:`Params`.
 FIELDS: dict[str, str] = {"h": "h", "sensory": "log_pi_y", "state": "log_pi_x",
@@ -506,13 +535,14 @@ def params_from(values: dict[str, Any]) -> Params:
     return Params(**{f: jnp.asarray(v, float) for f, v in base.items()})
 
 
-def readouts(params: Params, targets: jax.Array, key: jax.Array | None = None
-             ) -> dict[str, jax.Array]:
+def readouts(params: Params, targets: jax.Array, key: jax.Array | None = None,
+             references: jax.Array = REFERENCES) -> dict[str, jax.Array]:
     """The task's read-outs at each target force (pure JAX; N).
 
     For each target: the true peak self-generated force, its percept (:func:`percept` at the
     true peak), the matched external force (:func:`matched_force`) and the overcompensation
-    (self-generated minus matched); ``illusion`` is the mean overcompensation.
+    (self-generated minus matched); ``illusion`` is the mean overcompensation. For each
+    reference force: the reported uncertainty (:func:`external_uncertainty`).
     """
     def one(target):
         out = simulate_trial(params, target, None, key)
@@ -523,12 +553,15 @@ def readouts(params: Params, targets: jax.Array, key: jax.Array | None = None
 
     true, perceived, matched = jax.vmap(one)(jnp.asarray(targets, float))
     over = true - matched
+    uncertainty = jax.vmap(lambda r: external_uncertainty(params, r, key))(
+        jnp.asarray(references, float))
     return {"self_generated": true, "perceived": perceived, "matched": matched,
-            "overcompensation": over, "illusion": jnp.mean(over)}
+            "overcompensation": over, "illusion": jnp.mean(over), "uncertainty": uncertainty}
 
 
 def _simulate(values, design, key):
-    return readouts(params_from(values), jnp.asarray(design["targets"], float), key)
+    return readouts(params_from(values), jnp.asarray(design["targets"], float), key,
+                    jnp.asarray(design.get("references", REFERENCES), float))
 
 
 _LOG_PI = "log-precision"
@@ -561,19 +594,24 @@ PARADIGM = Paradigm(
         Readout("self_generated", "N", "true peak self-generated force", ("target",)),
         Readout("perceived", "N", "perceived self-generated force", ("target",)),
         Readout("matched", "N", "external force perceived as equal", ("target",)),
+        Readout("uncertainty", "N", "reported uncertainty (posterior SD) about an external "
+                "force applied at rest", ("reference",)),
     ),
     simulate=_simulate,
-    design={"targets": TARGETS},
-    coords={"target": np.asarray(TARGETS)},
+    design={"targets": TARGETS, "references": REFERENCES},
+    coords={"target": np.asarray(TARGETS), "reference": np.asarray(REFERENCES)},
     data=DataFormat(
         columns={"participant": "label", "group": "label", "condition": "label",
-                 "target": "N", "matched": "N"},
+                 "target": "N", "matched": "N", "uncertainty": "N"},
         response="matched", design=("target",),
+        # an optional second kind of response, in rows of its own: the reported uncertainty
+        # about an external force of peak `target` applied at rest
+        other_responses={"uncertainty": ("uncertainty", "references")},
         # the participant produces the force whose percept matches the external target:
         # simulate intended forces on a grid and invert the matched read-out there
         readout="self_generated", design_options={"target": "targets"}, match="matched",
         match_grid=tuple(float(v) for v in np.linspace(0.25, 4.0, 16)),
-        plausible={"target": (0.0, 20.0), "matched": (0.0, 20.0)},
+        plausible={"target": (0.0, 20.0), "matched": (0.0, 20.0), "uncertainty": (0.0, 5.0)},
         # at the control values SPM's action scheme oscillates from one h to the next above
         # h ~ 7.2 (the produced force is no longer a smooth function of h): fit below it
         regular={"h": (-10.0, 7.2)},
@@ -586,7 +624,9 @@ PARADIGM = Paradigm(
                        ("h", "prior"): {"h": (-10.0, 6.5), "prior": (5.0, 11.0)},
                        ("h", "sensory"): {"h": (-10.0, 5.75), "sensory": (7.0, 12.0)}},
         description="one row per trial: the force a participant produced to match a target "
-                    "force applied to their finger (Shergill et al. 2003)"),
+                    "force applied to their finger (Shergill et al. 2003); optionally also "
+                    "rows reporting the uncertainty (N, an SD) about an external force of "
+                    "peak `target` (column `uncertainty`, `matched` left empty)"),
     references=("Brown H, Adams RA, Parees I, Edwards M, Friston K (2013). Active inference, "
                 "sensory attenuation and illusions. Cogn Process 14:411-427.",
                 "Shergill SS, Bays PM, Frith CD, Wolpert DM (2003). Two eyes for an eye: the "

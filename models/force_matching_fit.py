@@ -24,9 +24,12 @@ One row per trial: ``participant``, ``group``, ``condition``, ``target`` (N) and
 force to the participant's finger and the participant then reproduces it; *matched* is the
 force they produce. ``group`` and ``condition`` may be absent (one group / condition,
 ``"all"``). Extra columns are kept as data variables if numeric, and ignored (with a note in
-``attrs``) otherwise. The file is read by :func:`cpsych.fit.data.read_data` in the data format
-of :data:`cpsych.models.force_matching.PARADIGM`: forces outside its plausible range
-(0-20 N), duplicated rows, participants assigned to two groups, binary or non-UTF-8 files and
+``attrs``) otherwise. Files with the data format's optional second response, reported
+uncertainty (column ``uncertainty``), are fitted by the generic
+:func:`cpsych.fit.hierarchical.fit`, not here. The file is read by
+:func:`cpsych.fit.data.read_data` in the data format of
+:data:`cpsych.models.force_matching.PARADIGM`: forces outside its plausible range (0-20 N),
+duplicated rows, participants assigned to two groups, binary or non-UTF-8 files and
 groups named in ``groups=`` without rows are :class:`~cpsych.fit.data.DataError`\\ s.
 
 Gradients through the simulator
@@ -156,6 +159,13 @@ def load_force_matching(path: str | Path, groups: Sequence[str] | None = None,
     """
     data = read_data(path, fm.PARADIGM)
     path = Path(path)
+    if "uncertainty" in data:  # a second kind of response: the generic fit models it
+        line = int(data["line"].values[np.flatnonzero(np.isfinite(data["uncertainty"].values))[0]]
+                   ) if np.isfinite(data["uncertainty"].values).any() else None
+        raise DataError(path, "this file holds uncertainty reports, which this 1-D fit of "
+                              "matched forces does not model; fit it with "
+                              "cpsych.fit.hierarchical.fit (cpsych fit force-matching)", line,
+                        "uncertainty")
     labels = {c: [str(v) for v in data[c].values] for c in ("participant", "group", "condition")}
     for column, expected in (("group", groups), ("condition", conditions)):
         found = sorted(set(labels[column]))

@@ -267,30 +267,44 @@ def read_data(path: str | os.PathLike, paradigm: Paradigm) -> xr.Dataset:
                                   f"{'dimension' if h == 'obs' else 'line coordinate'}); "
                                   "rename the column", 1, h)
     columns = dict(fmt.columns)
-    required = [c for c in columns if c not in LEVEL_COLUMNS or c in header]
-    filled = [c for c in columns if c not in required]
-    check_columns(path, header, required, LEVEL_COLUMNS)
+    optional = set(LEVEL_COLUMNS) | set(fmt.other_responses)
+    absent = [c for c in columns if c in optional and c not in header]
+    required = [c for c in columns if c not in absent]
+    filled = [c for c in absent if c in LEVEL_COLUMNS]
+    check_columns(path, header, required, tuple(optional))
     check_widths(path, header, rows)
     idx = {h: i for i, h in enumerate(header)}
     labels = [c for c in required if columns[c] == "label"]
     numeric = [c for c in required if columns[c] != "label"]
     extra = [h for h in header if h not in columns]
+    # several kinds of response: one filled response cell per row, the others empty
+    kinds = [c for c in fmt.responses if c in required]
+    several = len(kinds) > 1
 
     values: dict[str, list[Any]] = {c: [] for c in required}
     for line, row in rows:
         for c in labels:
             values[c].append(parse_label(path, line, c, row[idx[c]]))
         for c in numeric:
-            v = parse_number(path, line, c, row[idx[c]])
-            _check_plausible(path, line, c, v, paradigm)
+            v = parse_number(path, line, c, row[idx[c]], allow_empty=several and c in kinds)
+            if not math.isnan(v):
+                _check_plausible(path, line, c, v, paradigm)
             values[c].append(v)
+        if several:
+            given = [c for c in kinds if not math.isnan(values[c][-1])]
+            if len(given) != 1:
+                raise DataError(path, f"{'no response' if not given else 'responses in '}"
+                                      f"{' and '.join(given)} (each row holds exactly one of "
+                                      f"{', '.join(kinds)}; leave the others empty)", line,
+                                kinds[0] if not given else given[1])
     extra_num, ignored = _read_extra(path, rows, idx, extra)
 
     # identical rows: the format's values (parsed) and every other cell (as written)
     seen: dict[tuple, int] = {}
     others = [idx[h] for h in extra]
     for k, (line, row) in enumerate(rows):
-        key = (tuple(values[c][k] for c in required), tuple(row[i] for i in others))
+        key = (tuple(None if isinstance(values[c][k], float) and math.isnan(values[c][k])
+                     else values[c][k] for c in required), tuple(row[i] for i in others))
         if key in seen:
             raise DataError(path, f"duplicated row: identical to line {seen[key]} (delete "
                                   "one; repeated trials must differ in some column, e.g. a "
@@ -309,6 +323,8 @@ def read_data(path: str | os.PathLike, paradigm: Paradigm) -> xr.Dataset:
     n = len(rows)
     data: dict[str, Any] = {}
     for c in columns:
+        if c in absent and c not in filled:
+            continue
         if c in filled:
             data[c] = ("obs", np.full(n, SINGLE_LEVEL),
                        {"note": f"absent from the file: every row is {c} '{SINGLE_LEVEL}'"})
@@ -318,6 +334,8 @@ def read_data(path: str | os.PathLike, paradigm: Paradigm) -> xr.Dataset:
             data[c] = ("obs", np.asarray(values[c], dtype=np.float64), {"units": columns[c]})
     attrs: dict[str, Any] = {"source": str(path), "paradigm": paradigm.name,
                              "response": fmt.response, "design": list(fmt.design)}
+    if several:
+        attrs["responses"] = kinds
     for h, v in extra_num.items():
         data[h] = ("obs", v)
         attrs[f"n_missing_{h}"] = int(np.isnan(v).sum())

@@ -76,9 +76,12 @@ def plot_groups(idata) -> Any:
     return fig
 
 
-def plot_predictive(idata, max_participants: int = 30) -> Any:
+def plot_predictive(idata, max_participants: int = 30, kind: str | None = None) -> Any:
     """Data and the posterior predictive (median, 90 % band) against the design value, one
-    panel per participant (the first ``max_participants``), one colour per condition."""
+    panel per participant (the first ``max_participants``), one colour per condition.
+
+    With several kinds of response (``constant_data.kind_of_obs``), the rows of ``kind``
+    (default: the first, the data format's response)."""
     from matplotlib.figure import Figure
 
     from ..plotting import PALETTE, style
@@ -91,6 +94,17 @@ def plot_predictive(idata, max_participants: int = 30) -> Any:
     part = const["participant_of_obs"].values.astype(str)
     cond = const["condition_of_obs"].values.astype(str)
     x = const["x_of_obs"].values
+    units = post.attrs.get("response_units", "")
+    if "kind_of_obs" in const:
+        kinds = str(post.attrs.get("responses", "")).split(",")
+        kind = kind or kinds[0]
+        if kind in kinds:
+            units = str(post.attrs.get("responses_units", "")).split(",")[kinds.index(kind)]
+        keep = const["kind_of_obs"].values.astype(str) == kind
+        if not keep.any():
+            raise ValueError(f"kind: no observations of '{kind}' (the fit has {kinds})")
+        y, lo, med, hi, part, cond, x = (a[keep] for a in (y, lo, med, hi, part, cond, x))
+        resp = kind
     people = [str(p) for p in post["participant"].values][:max_participants]
     conds = sorted(set(cond))
     ncol = min(5, len(people))
@@ -109,8 +123,13 @@ def plot_predictive(idata, max_participants: int = 30) -> Any:
             xs = np.unique(x[sel])
             band = np.array([[lo[sel][x[sel] == v].mean(), med[sel][x[sel] == v].mean(),
                               hi[sel][x[sel] == v].mean()] for v in xs])
-            ax.fill_between(xs, band[:, 0], band[:, 2], color=col, alpha=0.2, lw=0)
-            ax.plot(xs, band[:, 1], color=col, lw=1.2, label=f"{c}")
+            if xs.size == 1:  # one design value: the band as an error bar
+                ax.errorbar(xs + 0.02 * j, band[:, 1], yerr=[band[:, 1] - band[:, 0],
+                                                             band[:, 2] - band[:, 1]],
+                            fmt="_", ms=10, color=col, lw=1.2, label=f"{c}")
+            else:
+                ax.fill_between(xs, band[:, 0], band[:, 2], color=col, alpha=0.2, lw=0)
+                ax.plot(xs, band[:, 1], color=col, lw=1.2, label=f"{c}")
             ax.plot(x[sel], y[sel], "o", ms=3, color=col)
         ax.set_title(p, fontsize=8)
     for ax in axs.ravel()[len(people):]:
@@ -118,7 +137,7 @@ def plot_predictive(idata, max_participants: int = 30) -> Any:
     for ax in axs[-1]:
         ax.set_xlabel(xlabel)
     for ax in axs[:, 0]:
-        ax.set_ylabel(f"{resp} ({post.attrs.get('response_units', '')})")
+        ax.set_ylabel(f"{resp} ({units})")
     if len(conds) > 1:
         axs[0, 0].legend(frameon=False, fontsize=7)
     fig.suptitle("Posterior predictive (median, 90 % band) and data, per participant")

@@ -87,7 +87,11 @@ class Coded:
     """A data set coded for the hierarchical model (reference group/condition first).
 
     Rows are grouped into *cells* (participant x condition): the prediction is computed once
-    per cell at every design value ``x_values`` and each row picks its own.
+    per cell at every design value ``x_values`` and each row picks its own. With several
+    kinds of response (``kinds``: the data format's response first, then its
+    ``other_responses`` found in the data), ``x_values`` concatenates each kind's design
+    values (``kind_sizes`` of them), ``row_kind`` is each row's kind and ``response`` (the
+    likelihood's site) is ``"response"``.
     """
 
     participants: tuple[str, ...]
@@ -104,10 +108,34 @@ class Coded:
     response: str
     design_column: str | None
     units: str
+    kinds: tuple[str, ...] = ()
+    row_kind: np.ndarray | None = None  # (n,) index into kinds
+    kind_sizes: tuple[int, ...] = ()
 
     @property
     def n(self) -> int:
         return int(self.y.size)
+
+    @property
+    def several(self) -> bool:
+        """More than one kind of response (each with its own observation noise)."""
+        return len(self.kinds) > 1
+
+    def kind_rows(self) -> np.ndarray:
+        """Each row's kind of response (its column name)."""
+        if not self.several:
+            return np.full(self.n, self.kinds[0] if self.kinds else self.response)
+        return np.asarray(self.kinds)[self.row_kind]
+
+    def x_by_kind(self) -> dict[str, np.ndarray]:
+        """Each kind's design values (the slices of ``x_values``)."""
+        kinds = self.kinds or (self.response,)
+        sizes = self.kind_sizes or (self.x_values.size,)
+        return dict(zip(kinds, np.split(self.x_values, np.cumsum(sizes)[:-1]), strict=True))
+
+    def design_values(self) -> np.ndarray | dict[str, np.ndarray]:
+        """What :func:`make_predictor` takes: ``x_values``, or per kind with several."""
+        return self.x_by_kind() if self.several else self.x_values
 
     @property
     def group_contrasts(self) -> list[str]:
@@ -163,16 +191,39 @@ def code_data(paradigm: Paradigm, data: xr.Dataset, reference_group: str | None 
     part = _column(data, "participant", n).astype(str)
     grp = _column(data, "group", n, "all").astype(str)
     cond = _column(data, "condition", n, "all").astype(str)
-    y = np.asarray(_column(data, fmt.response, n), float)
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"data: column '{fmt.response}' has {int(np.sum(~np.isfinite(y)))} "
-                         "non-finite values (nothing is dropped silently: remove those rows)")
-    design_col = fmt.x_column
-    if design_col is not None:
-        x = np.asarray(_column(data, design_col, n), float)
-        x_values, row_x = np.unique(x, return_inverse=True)
+    kinds = tuple(r for r in fmt.responses if r == fmt.response or r in data.variables)
+    Y = np.stack([np.asarray(_column(data, r, n), float) for r in kinds], axis=1)
+    if len(kinds) > 1:
+        given = np.isfinite(Y).sum(axis=1)
+        if np.any(given != 1):
+            r = int(np.flatnonzero(given != 1)[0])
+            raise ValueError(f"data: row {r} holds {int(given[r])} responses; each row holds "
+                             f"exactly one of {', '.join(kinds)} (the others NaN)")
+        row_kind = np.argmax(np.isfinite(Y), axis=1)
+        y = Y[np.arange(n), row_kind]
+        used = [0] + [k for k in range(1, len(kinds)) if np.any(row_kind == k)]
+        if len(used) < len(kinds):  # a response column without any value: not a kind here
+            kinds = tuple(kinds[k] for k in used)
+            row_kind = np.searchsorted(np.asarray(used), row_kind)
     else:
-        x_values, row_x = np.zeros(1), np.zeros(n, int)
+        row_kind, y = np.zeros(n, int), Y[:, 0]
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"data: column '{fmt.response}' has "
+                             f"{int(np.sum(~np.isfinite(y)))} non-finite values (nothing is "
+                             "dropped silently: remove those rows)")
+    design_col = fmt.x_column
+    x = (np.asarray(_column(data, design_col, n), float) if design_col is not None
+         else np.zeros(n))
+    pieces, row_x, sizes = [], np.zeros(n, int), []
+    for k in range(len(kinds)):
+        sel = row_kind == k
+        vals, inv = np.unique(x[sel], return_inverse=True)
+        if vals.size == 0:
+            vals = np.zeros(1)
+        row_x[sel] = inv.reshape(-1) + sum(sizes)
+        pieces.append(vals)
+        sizes.append(vals.size)
+    x_values = np.concatenate(pieces)
     participants = tuple(sorted({str(p) for p in part}))
     groups = _order(grp, reference_group, "group")
     conditions = _order(cond, reference_condition, "condition")
@@ -191,10 +242,13 @@ def code_data(paradigm: Paradigm, data: xr.Dataset, reference_group: str | None 
         row_cell[r] = cells.setdefault((pidx[p], cidx[c]), len(cells))
     cell_pc = np.asarray(list(cells), int).reshape(-1, 2)
     line = np.asarray(data["line"].values if "line" in data.variables else np.arange(n) + 2)
-    units = str(data[fmt.response].attrs.get("units", fmt.columns.get(fmt.response, "")))
+    units = {str(data[r].attrs.get("units", fmt.columns.get(r, ""))) for r in kinds}
+    several = len(kinds) > 1
     return Coded(participants, groups, conditions, group_of, cell_pc[:, 0], cell_pc[:, 1],
                  row_cell, np.asarray(row_x, int), np.asarray(x_values, float), y, line,
-                 fmt.response, design_col, units)
+                 "response" if several else fmt.response, design_col,
+                 units.pop() if len(units) == 1 else "mixed", kinds,
+                 np.asarray(row_kind, int), tuple(sizes))
 
 
 def _format(paradigm: Paradigm):
@@ -234,37 +288,53 @@ class Predictor:
     preset: str
     x_values: np.ndarray
     condition: str | tuple[str, ...] | None = None
+    #: several kinds of response: their names (the data format's response first) and how
+    #: many of ``x_values`` (concatenated) each has; empty: the response alone
+    kinds: tuple[str, ...] = ()
+    sizes: tuple[int, ...] = ()
 
     def __call__(self, values: Mapping[str, jax.Array]) -> jax.Array:
         fmt = _format(self.paradigm)
         params = {k: jnp.asarray(v, float) for k, v in self.paradigm.params(self.preset).items()}
         params.update({k: jnp.asarray(v, float) for k, v in values.items()})
-        ro = fmt.predicted_by
         design = dict(self.paradigm.design)
         several = isinstance(self.condition, tuple)
         if fmt.condition_option is not None:
             design[fmt.condition_option] = self.condition if several else (self.condition,)
+        kinds = self.kinds or (fmt.response,)
+        sizes = self.sizes or (len(self.x_values),)
+        xs = np.split(np.asarray(self.x_values, float), np.cumsum(sizes)[:-1])
         design_col = fmt.x_column
-        x = jnp.asarray(self.x_values, float)
+        # every kind's design values set, then one simulation serves them all
+        if design_col is not None:
+            design[fmt.design_options[design_col]] = (
+                tuple(fmt.match_grid) if fmt.match else tuple(float(v) for v in xs[0]))
+        for kind, x in zip(kinds[1:], xs[1:], strict=True):
+            option = fmt.other_responses[kind][1]
+            if option is not None:
+                design[option] = tuple(float(v) for v in x)
+        out = self.paradigm.simulate(params, design, None)
 
-        def readout(out, name):  # drop the one-condition axis of a condition design
+        def readout(name):  # drop the one-condition axis of a condition design
             v = jnp.asarray(out[name], float)
             return v.reshape(v.shape[1:]) if fmt.condition_option and not several else v
 
+        def constant(v, n):  # a read-out without the design's dimension, at every value
+            return jnp.broadcast_to(v[..., None], (*v.shape, n))
+
         if design_col is None:
-            v = readout(self.paradigm.simulate(params, design, None), ro)
-            if several:
-                return jnp.broadcast_to(v[:, None], (v.shape[0], x.size))
-            return jnp.broadcast_to(v, x.shape)
-        option = fmt.design_options[design_col]
-        if fmt.match:
-            out = self.paradigm.simulate(params, {**design, option: tuple(fmt.match_grid)}, None)
-            if several:
-                return jax.vmap(_invert, in_axes=(0, 0, None))(readout(out, fmt.match),
-                                                              readout(out, ro), x)
-            return _invert(readout(out, fmt.match), readout(out, ro), x)
-        design[option] = tuple(float(v) for v in self.x_values)
-        return readout(self.paradigm.simulate(params, design, None), ro)
+            parts = [constant(readout(fmt.predicted_by), xs[0].size)]
+        elif fmt.match:
+            x = jnp.asarray(xs[0])
+            inv = jax.vmap(_invert, in_axes=(0, 0, None)) if several else _invert
+            parts = [inv(readout(fmt.match), readout(fmt.predicted_by), x)]
+        else:
+            parts = [readout(fmt.predicted_by)]
+        for kind, x in zip(kinds[1:], xs[1:], strict=True):
+            name, option = fmt.other_responses[kind]
+            parts.append(readout(name) if option is not None else constant(readout(name),
+                                                                             x.size))
+        return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
 
     def batch(self) -> Callable[[jax.Array], jax.Array]:
         """Compiled ``theta (B, K) -> (B, n_x)``."""
@@ -272,15 +342,38 @@ class Predictor:
 
 
 def make_predictor(paradigm: Paradigm, free: Sequence[str], preset: str,
-                   x_values: Sequence[float],
+                   x_values: Sequence[float] | Mapping[str, Sequence[float]],
                    condition: str | Sequence[str] | None = None) -> Predictor:
     """The :class:`Predictor` of ``paradigm`` (checks the free names and the data format);
+    ``x_values``: the response's design values, or ``{kind: values}`` for several kinds of
+    response (the data format's response first, then some of its ``other_responses``);
     ``condition``: one design condition, several (a tuple: one prediction per condition),
     or ``None`` where conditions are not designs."""
     fmt = _format(paradigm)
     for name in free:
         paradigm.parameter(name)
     paradigm.params(preset)
+    kinds: tuple[str, ...] = ()
+    sizes: tuple[int, ...] = ()
+    if isinstance(x_values, Mapping):
+        kinds = tuple(x_values)
+        if not kinds or kinds[0] != fmt.response or any(
+                k not in fmt.other_responses for k in kinds[1:]):
+            raise ValueError(f"x_values: expected {{kind: values}} with '{fmt.response}' first "
+                             f"and then some of {list(fmt.other_responses)}, got {list(kinds)}")
+        primary = fmt.design_options.get(fmt.x_column) if fmt.x_column else None
+        for k in kinds[1:]:
+            name, option = fmt.other_responses[k]
+            paradigm.readout(name)
+            if option is not None and (option == primary or option not in paradigm.design):
+                raise ValueError(f"paradigm: {paradigm.name}'s response '{k}' runs over design "
+                                 f"option '{option}', which must be a design option other "
+                                 f"than the response's ('{primary}')")
+        sizes = tuple(len(np.atleast_1d(x_values[k])) for k in kinds)
+        x_values = np.concatenate([np.atleast_1d(np.asarray(x_values[k], float))
+                                   for k in kinds])
+        if len(kinds) == 1:
+            kinds, sizes = (), ()
     for name in (fmt.predicted_by, *((fmt.match,) if fmt.match else ())):
         paradigm.readout(name)
     if fmt.match and not fmt.match_grid:
@@ -292,7 +385,8 @@ def make_predictor(paradigm: Paradigm, free: Sequence[str], preset: str,
         raise ValueError(f"condition: {paradigm.name}'s conditions are "
                          f"{'' if fmt.condition_option else 'not '}designs: "
                          f"{'name one' if fmt.condition_option else 'pass None'}")
-    return Predictor(paradigm, tuple(free), preset, np.asarray(x_values, float), condition)
+    return Predictor(paradigm, tuple(free), preset, np.asarray(x_values, float), condition,
+                     kinds, sizes)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -379,7 +473,8 @@ def build_emulator(predictor: Predictor, knots: int | Sequence[int] | None = Non
 
     ds = sweep(simulate, make_grid(axes), {"prediction": {"dims": ("x",)}}, progress=progress,
                description=f"cpsych.fit emulator of {predictor.paradigm.name}",
-               coords={"x": predictor.x_values})
+               coords={"x": (predictor.x_values if not predictor.kinds
+                             else np.arange(predictor.x_values.size))})
     table = ds["prediction"].transpose(*free, "x").values.copy()
     n_filled = _fill_non_finite(table, len(free))
     if n_filled == table[..., 0].size:
@@ -398,6 +493,13 @@ def build_emulator(predictor: Predictor, knots: int | Sequence[int] | None = Non
              "rms": float(np.sqrt(np.mean(diff[ok] ** 2))) if ok.any() else math.nan,
              "n_check": int(n_check), "build_s": build, "knots": ",".join(map(str, knots)),
              "n_points": int(np.prod(knots)), "n_filled": int(n_filled)}
+    if predictor.kinds:  # each kind in its own units
+        for kind, cols in zip(predictor.kinds, np.split(np.arange(diff.shape[-1]),
+                                                         np.cumsum(predictor.sizes)[:-1]),
+                              strict=True):
+            d = diff[:, cols][ok[:, cols]]
+            error[f"max_abs_{kind}"] = float(np.max(np.abs(d))) if d.size else math.nan
+            error[f"rms_{kind}"] = float(np.sqrt(np.mean(d ** 2))) if d.size else math.nan
     if n_filled:
         warnings.warn(f"emulator: {n_filled} of {int(np.prod(knots))} knots had a non-finite "
                       "simulation (diverged); they take the value of the nearest finite knot",
@@ -462,7 +564,10 @@ def _combined_error(parts: Sequence[Emulated]) -> dict[str, Any]:
     if len(parts) == 1:
         return dict(parts[0].error)
     errs = [e.error for e in parts]
-    return {"max_abs": max(e["max_abs"] for e in errs),
+    per_kind = {k: (max if k.startswith("max_abs") else
+                    lambda v: float(np.sqrt(np.mean(np.square(v)))))([e[k] for e in errs])
+                for k in errs[0] if k.startswith(("max_abs_", "rms_"))}
+    return {**per_kind, "max_abs": max(e["max_abs"] for e in errs),
             "rms": float(np.sqrt(np.mean([e["rms"] ** 2 for e in errs]))),
             "n_check": sum(e["n_check"] for e in errs),
             "build_s": sum(e["build_s"] for e in errs), "knots": errs[0]["knots"],
@@ -470,15 +575,29 @@ def _combined_error(parts: Sequence[Emulated]) -> dict[str, Any]:
             "n_filled": sum(e["n_filled"] for e in errs)}
 
 
+def _obs_scale(coded: Coded) -> float | np.ndarray:
+    """Scale of the ``sigma_obs`` prior: the SD of the responses (per kind with several;
+    their mean magnitude, or 1, where the SD is 0)."""
+    def one(y):
+        if y.size > 1 and np.std(y) > 0:
+            return float(np.std(y))
+        return float(np.mean(np.abs(y))) or 1.0
+    if not coded.several:
+        return float(np.std(coded.y)) if coded.n > 1 and np.std(coded.y) > 0 else 1.0
+    return np.array([one(coded.y[coded.row_kind == k]) for k in range(len(coded.kinds))])
+
+
 # ----------------------------------------------------------------------------- the model
 def hierarchical_model(coded: Coded, predict_cells: Callable[[jax.Array], jax.Array],
-                       prior_loc: np.ndarray, prior_scale: np.ndarray, obs_scale: float,
+                       prior_loc: np.ndarray, prior_scale: np.ndarray,
+                       obs_scale: float | np.ndarray,
                        group_effect: bool = True, likelihood: str = "gaussian",
                        y: jax.Array | None = None,
                        condition_effect: tuple[int, ...] | None = None) -> None:
     """numpyro model of the module docstring; ``predict_cells(theta (cells, K)) ->
     (cells, n_x)``; ``y=None`` samples the responses; ``condition_effect``: indices of the
-    parameters that conditions shift (``None``: all)."""
+    parameters that conditions shift (``None``: all); ``obs_scale``: one per kind of
+    response with several (``sigma_obs`` then has one entry per kind)."""
     import numpyro
     import numpyro.distributions as dist
 
@@ -508,7 +627,11 @@ def hierarchical_model(coded: Coded, predict_cells: Callable[[jax.Array], jax.Ar
         cond = jnp.zeros((1, K))
     cells = theta[coded.cell_participant] + cond[coded.cell_condition]
     mean = predict_cells(cells)[coded.row_cell, coded.row_x]
-    sigma_obs = numpyro.sample("sigma_obs", dist.HalfNormal(obs_scale))
+    if coded.several:  # one observation noise per kind of response
+        noise = numpyro.sample("sigma_obs", dist.HalfNormal(jnp.asarray(obs_scale)).to_event(1))
+        sigma_obs = noise[jnp.asarray(coded.row_kind)]
+    else:
+        sigma_obs = numpyro.sample("sigma_obs", dist.HalfNormal(obs_scale))
     if likelihood == "student":
         nu = numpyro.sample("nu", dist.Gamma(2.0, 0.1))
         d = dist.StudentT(nu, mean, sigma_obs)
@@ -523,7 +646,8 @@ def _dims(coded: Coded) -> dict[str, list[str]]:
             "delta": ["group_contrast", "parameter"], "group_mean": ["group", "parameter"],
             "z": ["participant", "parameter"], "theta": ["participant", "parameter"],
             "beta": ["condition_contrast", "parameter"],
-            "beta_free": ["condition_contrast", "condition_parameter"], coded.response: ["obs"]}
+            "beta_free": ["condition_contrast", "condition_parameter"], coded.response: ["obs"],
+            **({"sigma_obs": ["response_kind"]} if coded.several else {})}
 
 
 def _coords(coded: Coded, free, shifted=None) -> dict[str, Any]:
@@ -531,7 +655,8 @@ def _coords(coded: Coded, free, shifted=None) -> dict[str, Any]:
             "condition_parameter": list(free if shifted is None else shifted),
             "group_contrast": coded.group_contrasts,
             "condition_contrast": coded.condition_contrasts,
-            "participant": list(coded.participants), "obs": np.arange(coded.n)}
+            "participant": list(coded.participants), "obs": np.arange(coded.n),
+            **({"response_kind": list(coded.kinds)} if coded.several else {})}
 
 
 # ----------------------------------------------------------------------------- results
@@ -576,7 +701,8 @@ class FitResult:
 
     def save(self, out: str | Path, figures: bool = True) -> dict[str, Path]:
         """Write ``out/fit.nc`` (netCDF, ``arviz.from_netcdf``), ``out/summary.csv`` and the
-        figures ``out/{traces,groups,predictive}.{pdf,png}``."""
+        figures ``out/{traces,groups,predictive}.{pdf,png}`` (and ``predictive_KIND`` for
+        each further kind of response)."""
         from ..results import atomic_path
 
         out = Path(out)
@@ -595,6 +721,10 @@ class FitResult:
             for name, make in (("traces", F.plot_traces), ("groups", F.plot_groups),
                                ("predictive", F.plot_predictive)):
                 paths[name] = save_figure(make(self.idata), out / name)[1]
+            kinds = [k for k in str(self.attrs.get("responses", "")).split(",") if k]
+            for kind in kinds[1:]:  # one predictive figure per further kind of response
+                paths[f"predictive_{kind}"] = save_figure(
+                    F.plot_predictive(self.idata, kind=kind), out / f"predictive_{kind}")[1]
         return paths
 
 
@@ -616,10 +746,13 @@ def load_result(path: str | Path) -> FitResult:
                      warnings=[w for w in str(a.get("warnings", "")).split("\n") if w])
 
 
-def diagnose(idata, emulator_error: float | None = None,
-             noise: float | None = None) -> tuple[dict[str, float], list[str]]:
+def diagnose(idata, emulator_error: float | Sequence[float | None] | None = None,
+             noise: float | Sequence[float] | None = None,
+             kinds: Sequence[str] = ()) -> tuple[dict[str, float], list[str]]:
     """R-hat, bulk ESS, divergences and Pareto k of a posterior, with the warnings (numbers
-    included) for R-hat > 1.01, any divergence, bulk ESS < 400 and Pareto k > 0.7."""
+    included) for R-hat > 1.01, any divergence, bulk ESS < 400, Pareto k > 0.7 and an
+    emulator error above half the observation noise (per kind of response, ``kinds``, when
+    ``emulator_error`` and ``noise`` are sequences)."""
     import arviz as az
 
     post = idata.posterior
@@ -655,9 +788,16 @@ def diagnose(idata, emulator_error: float | None = None,
         msgs.append(f"Pareto k > {PARETO_K_MAX} for {out['n_pareto_k_bad']:.0f} of {k.size} "
                     f"observations (max {out['max_pareto_k']:.2f}): PSIS-LOO is unreliable "
                     "there")
-    if emulator_error is not None and noise is not None and emulator_error > 0.5 * noise:
-        msgs.append(f"emulator error {emulator_error:.3g} exceeds half the observation noise "
-                    f"{noise:.3g}: use more knots or emulator=None")
+    if emulator_error is None or noise is None:
+        return out, msgs
+    several = np.ndim(noise) > 0
+    errs = list(emulator_error) if several else [emulator_error]
+    noises = list(np.atleast_1d(noise))
+    for i, (e, s) in enumerate(zip(errs, noises, strict=True)):
+        if e is not None and e > 0.5 * s:
+            what = f" of {kinds[i]}" if several and i < len(kinds) else ""
+            msgs.append(f"emulator error{what} {e:.3g} exceeds half the observation noise "
+                        f"{s:.3g}: use more knots or emulator=None")
     return out, msgs
 
 
@@ -817,12 +957,14 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
     t0 = time.perf_counter()
     # one predictor (and emulator) per design condition when conditions are designs
     designs = coded.conditions if _format(paradigm).condition_option else (None,)
-    predictors = {c: make_predictor(paradigm, free, preset, coded.x_values, c) for c in designs}
+    predictors = {c: make_predictor(paradigm, free, preset, coded.design_values(), c)
+                  for c in designs}
     emulated: dict[str | None, Emulated] | None = None
     if isinstance(emulator, Emulated):
         e = emulator.predictor
         if (e.paradigm is not paradigm or e.free != free or e.preset != preset
-                or not np.array_equal(e.x_values, coded.x_values) or designs != (None,)):
+                or not np.array_equal(e.x_values, coded.x_values)
+                or e.kinds != (coded.kinds if coded.several else ()) or designs != (None,)):
             raise ValueError("emulator: built for another paradigm, free parameters, preset or "
                              "set of design values (or the conditions are designs, one "
                              "emulator each); pass emulator='auto' to build one")
@@ -834,7 +976,7 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
         raise ValueError(f"emulator: expected 'auto', None or an Emulated, got {emulator!r}")
     predict_cells = _cell_predictions(coded, designs, predictors, emulated)
     params = [paradigm.parameter(n) for n in free]
-    obs_scale = float(np.std(coded.y)) if coded.n > 1 and np.std(coded.y) > 0 else 1.0
+    obs_scale = _obs_scale(coded)
     kwargs = dict(coded=coded, predict_cells=predict_cells,
                   prior_loc=np.array([p.prior[0] for p in params]),
                   prior_scale=np.array([p.prior[1] for p in params]), obs_scale=obs_scale,
@@ -878,6 +1020,8 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
                                  "condition_of_obs": coded.rows("condition"),
                                  "x_of_obs": coded.x_values[coded.row_x],
                                  "line_of_obs": coded.line,
+                                 **({"kind_of_obs": coded.kind_rows()} if coded.several
+                                    else {}),
                                  "group_of_participant":
                                      np.asarray(coded.groups)[coded.group_of]})
     if method == "nuts":
@@ -888,8 +1032,13 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
     cdims["group_of_participant"] = ["participant"]
     idata = az.from_dict(**groups, coords=coords, dims={**keep_dims, **cdims})
     err = _combined_error(list(emulated.values())) if emulated is not None else {}
-    noise = float(np.median(samples["sigma_obs"]))
-    diag, msgs = diagnose(idata, err.get("max_abs"), noise)
+    if coded.several:  # the emulator's error against each kind's own noise
+        noise = np.median(samples["sigma_obs"], axis=0)
+        diag, msgs = diagnose(idata, [err.get(f"max_abs_{k}") for k in coded.kinds] if err
+                              else None, noise, coded.kinds)
+    else:
+        diag, msgs = diagnose(idata, err.get("max_abs"),
+                              float(np.median(samples["sigma_obs"])))
     if extra.get("laplace_floored"):
         msgs.append(f"Laplace: {extra['laplace_floored']} Hessian eigenvalues at the MAP were "
                     f"below the smallest prior precision {floor:.3g} (a saddle, a kink or no "
@@ -898,6 +1047,9 @@ def fit(paradigm: Paradigm | str, data: xr.Dataset, free: Sequence[str] = ("h",)
              "group_effect": int(group_effect), "likelihood": likelihood, "method": method,
              "condition_effect": ",".join(shifted),
              "response": coded.response, "response_units": coded.units,
+             **({"responses": ",".join(coded.kinds),
+                 "responses_units": ",".join(paradigm.data.columns.get(k, "")
+                                             for k in coded.kinds)} if coded.several else {}),
              "design_column": str(coded.design_column or ""),
              "reference_group": str(coded.groups[0]),
              "reference_condition": str(coded.conditions[0]), "sampling_s": seconds,
@@ -929,6 +1081,12 @@ def describe(result: FitResult) -> str:
                      f"simulator at {a['emulator_n_check']} random points: max "
                      f"{a['emulator_max_abs']:.3g}, RMS {a['emulator_rms']:.3g} "
                      f"{a['response_units']}")
+        if a.get("responses"):
+            units = str(a.get("responses_units", "")).split(",")
+            lines.append("  by response: " + "; ".join(
+                f"{k} max {a[f'emulator_max_abs_{k}']:.3g}, RMS {a[f'emulator_rms_{k}']:.3g} "
+                f"{u}" for k, u in zip(str(a["responses"]).split(","), units, strict=False)
+                if f"emulator_max_abs_{k}" in a))
     else:
         lines.append("  predictions: direct simulation (no emulator)")
     d = result.diagnostics
@@ -980,15 +1138,21 @@ def compare(fits: Mapping[str, Any]) -> Any:
 # ----------------------------------------------------------------------------- synthetic
 def synthetic_data(paradigm: Paradigm | str, free: Sequence[str], theta: np.ndarray,
                    groups: Sequence[str] | None = None, x_values: Sequence[float] | None = None,
-                   noise_sd: float = 0.1, repeats: int = 1, preset: str = "control",
-                   seed: int = 0, clip: tuple[float, float] | None = None) -> xr.Dataset:
+                   noise_sd: float | Mapping[str, float] = 0.1, repeats: int = 1,
+                   preset: str = "control", seed: int = 0,
+                   clip: tuple[float, float] | None = None,
+                   responses: Mapping[str, Sequence[float]] | None = None) -> xr.Dataset:
     """Synthetic participants from the *direct* simulator (not an emulator).
 
     ``theta`` is ``(P, K)``: participant ``i``'s values of the ``free`` parameters. Each
     participant responds ``repeats`` times at every design value ``x_values`` (default: the
     paradigm's default design), with Gaussian noise of SD ``noise_sd`` (response units),
-    clipped to ``clip`` (default: the response's plausible range). Returns the layout of
-    :func:`code_data` (dimension ``obs``) with ``theta_true`` (participant, parameter).
+    clipped to ``clip`` (default: the response's plausible range). ``responses``: further
+    kinds of response of the data format (``other_responses``) and their design values
+    (e.g. ``{"uncertainty": (1.0,)}``), each also ``repeats`` times, in rows of their own;
+    ``noise_sd`` is then ``{kind: SD}`` for every kind, the format's response included
+    (clipped to each kind's plausible range). Returns the layout of :func:`code_data`
+    (dimension ``obs``) with ``theta_true`` (participant, parameter).
     """
     paradigm = get_paradigm(paradigm) if isinstance(paradigm, str) else paradigm
     fmt = _format(paradigm)
@@ -1002,13 +1166,26 @@ def synthetic_data(paradigm: Paradigm | str, free: Sequence[str], theta: np.ndar
         x_values = (np.asarray(paradigm.design[fmt.design_options[design_col]], float)
                     if design_col else np.zeros(1))
     x_values = np.asarray(x_values, float)
+    kinds = (fmt.response, *(responses or {}))
+    spec: Any = x_values
+    if responses:
+        spec = {fmt.response: x_values, **{k: np.atleast_1d(np.asarray(v, float))
+                                            for k, v in responses.items()}}
+        if not isinstance(noise_sd, Mapping) or set(noise_sd) != set(kinds):
+            raise ValueError(f"noise_sd: with several kinds of response give one SD each, "
+                             f"{{{', '.join(repr(k) for k in kinds)}}}, got {noise_sd!r}")
+    noise = ({k: float(noise_sd[k]) for k in kinds} if isinstance(noise_sd, Mapping)
+             else {fmt.response: float(noise_sd)})
     designs = (tuple(paradigm.design[fmt.condition_option]) if fmt.condition_option
                else (None,))
-    pred = {c: np.asarray(make_predictor(paradigm, free, preset, x_values, c).batch()(
+    pred = {c: np.asarray(make_predictor(paradigm, free, preset, spec, c).batch()(
         jnp.asarray(theta))) for c in designs}
+    xs = spec if isinstance(spec, dict) else {fmt.response: x_values}
+    offsets = dict(zip(kinds, np.cumsum([0] + [xs[k].size for k in kinds])[:-1], strict=True))
     rng = np.random.default_rng(seed)
-    clip = clip or fmt.plausible.get(fmt.response, (-np.inf, np.inf))
-    rows: dict[str, list] = {"participant": [], "group": [], fmt.response: []}
+    clips = {k: (clip if clip and k == fmt.response
+                 else fmt.plausible.get(k, (-np.inf, np.inf))) for k in kinds}
+    rows: dict[str, list] = {"participant": [], "group": [], **{k: [] for k in kinds}}
     if design_col:
         rows[design_col] = []
     if fmt.condition_option:
@@ -1016,28 +1193,36 @@ def synthetic_data(paradigm: Paradigm | str, free: Sequence[str], theta: np.ndar
     width = len(str(P))
     for i in range(P):
         for c in designs:
-            for _ in range(repeats):
-                for j, x in enumerate(x_values):
-                    rows["participant"].append(f"p{i + 1:0{width}d}")
-                    rows["group"].append(groups[i])
-                    if design_col:
-                        rows[design_col].append(x)
-                    if c is not None:
-                        rows["condition"].append(c)
-                    rows[fmt.response].append(float(np.clip(
-                        pred[c][i, j] + noise_sd * rng.normal(), *clip)))
+            for kind in kinds:
+                for _ in range(repeats):
+                    for j, x in enumerate(xs[kind]):
+                        rows["participant"].append(f"p{i + 1:0{width}d}")
+                        rows["group"].append(groups[i])
+                        if design_col:
+                            rows[design_col].append(x)
+                        if c is not None:
+                            rows["condition"].append(c)
+                        for k in kinds:
+                            rows[k].append(float(np.clip(
+                                pred[c][i, offsets[kind] + j] + noise[kind] * rng.normal(),
+                                *clips[kind])) if k == kind else math.nan)
     ds = xr.Dataset({k: ("obs", np.asarray(v)) for k, v in rows.items()},
-                    attrs={"source": "synthetic (direct simulator)", "noise_sd": noise_sd,
+                    attrs={"source": "synthetic (direct simulator)",
+                           "noise_sd": (noise[fmt.response] if len(kinds) == 1
+                                        else ",".join(f"{k}={noise[k]:g}" for k in kinds)),
                            "seed": seed, "paradigm": paradigm.name})
-    ds[fmt.response].attrs["units"] = fmt.columns.get(fmt.response, "")
+    for k in kinds:
+        ds[k].attrs["units"] = fmt.columns.get(k, "")
     ds["theta_true"] = (("participant_true", "parameter"), theta)
     ds = ds.assign_coords(parameter=list(free))
     return ds
 
 
 def recovery(paradigm: Paradigm | str, free: Sequence[str], n_participants: int = 20, *,
-             spread: float = 1.0, noise_sd: float = 0.1, repeats: int = 2, seed: int = 0,
-             preset: str = "control", **fit_kw: Any) -> tuple[xr.Dataset, FitResult]:
+             spread: float = 1.0, noise_sd: float | Mapping[str, float] = 0.1,
+             repeats: int = 2, seed: int = 0, preset: str = "control",
+             responses: Mapping[str, Sequence[float]] | None = None,
+             **fit_kw: Any) -> tuple[xr.Dataset, FitResult]:
     """Parameter recovery: participants drawn from the direct simulator, fitted back.
 
     True values: uniform on the prior mean +- ``spread`` prior SDs (clipped to the bounds),
@@ -1057,7 +1242,7 @@ def recovery(paradigm: Paradigm | str, free: Sequence[str], n_participants: int 
     truth = rng.uniform(lo_hi[:, 0], lo_hi[:, 1], (n_participants, len(free)))
     t0 = time.perf_counter()
     data = synthetic_data(paradigm, free, truth, noise_sd=noise_sd, repeats=repeats,
-                          preset=preset, seed=seed + 1)
+                          preset=preset, seed=seed + 1, responses=responses)
     t_sim = time.perf_counter() - t0
     res = fit(paradigm, data.drop_vars(["theta_true", "parameter"]), free, preset=preset,
               seed=seed, **fit_kw)
@@ -1085,7 +1270,9 @@ def recovery(paradigm: Paradigm | str, free: Sequence[str], n_participants: int 
          "posterior_corr": (("parameter", "parameter2"), post_corr)},
         coords={"participant": participants, "parameter": list(free),
                 "parameter2": list(free)},
-        attrs={"paradigm": paradigm.name, "noise_sd": noise_sd, "repeats": repeats,
+        attrs={"paradigm": paradigm.name, "noise_sd": data.attrs["noise_sd"],
+               "responses": ",".join(k for k in (_format(paradigm).response, *(responses or {}))),
+               "repeats": repeats,
                "spread_prior_sd": spread, "seed": seed, "simulate_s": t_sim,
                **{k: v for k, v in res.attrs.items() if k.startswith("emulator_")
                   or k in ("sampling_s", "method")}, **res.diagnostics})
