@@ -9,6 +9,12 @@ On synthetic force-matching data from the DIRECT simulator (20 participants, 10 
 2. ``double``: two free parameters (``--free2``, default h,prior): emulator (11 x 11 knots,
    inside the paradigm's joint regular range) + NUTS, controls' h ~ N(5.5, 0.5) so that both
    groups lie inside it (h <= 6.5 with a second precision free). Target <= 5 min on 2 cores.
+   ``--uncertainty SD`` adds two reports per participant of the uncertainty about a 1 N
+   external force (the force-matching data format's second kind of response, noise SD in
+   N), and ``--prior-shift P`` raises the patients' ``prior`` by P (with ``--shift D`` for
+   their attenuation, default 2): the fit then reports the group difference in each
+   parameter, the question "is the patients' difference in attenuation or in prior
+   precision?".
 3. ``--loo N``: N synthetic data sets (the same design, new participants and noise), each
    fitted with and without the group effect (the emulator is built once); reports the rate at
    which ``az.compare`` ranks the generating model (with the group effect) first. The issue
@@ -42,9 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 TARGETS_S = {"single": 60.0, "double": 300.0}
 
 
-def _data(free, seed, n=10, D=2.0, h=6.0, sd=0.5):
+def _data(free, seed, n=10, D=2.0, h=6.0, sd=0.5, uncertainty=0.0, prior_shift=0.0):
     """Controls' ``h`` ~ N(h, sd), patients' ``D`` lower; any other parameter ~ N(its prior
-    mean, sd)."""
+    mean, sd), the patients' ``prior`` ``prior_shift`` higher; ``uncertainty > 0``: two
+    uncertainty reports per participant with that noise SD (N)."""
     import numpy as np
 
     from cpsych.fit import hierarchical as H
@@ -55,8 +62,13 @@ def _data(free, seed, n=10, D=2.0, h=6.0, sd=0.5):
     theta = np.c_[[rng.normal(h, sd, 2 * n)] + [rng.normal(par.parameter(f).prior[0], sd, 2 * n)
                                                  for f in free[1:]]].T
     theta[n:, 0] -= D
+    if "prior" in free:
+        theta[n:, free.index("prior")] += prior_shift
+    kw = ({"responses": {"uncertainty": (1.0,)},
+           "noise_sd": {"matched": 0.1, "uncertainty": uncertainty}} if uncertainty > 0
+          else {"noise_sd": 0.1})
     ds = H.synthetic_data("force-matching", free, theta, ["control"] * n + ["patient"] * n,
-                          noise_sd=0.1, repeats=2, seed=seed + 100)
+                          repeats=2, seed=seed + 100, **kw)
     return ds.drop_vars(["theta_true", "parameter"])
 
 
@@ -70,11 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loo-design", default="6.0,2.0,0.5", metavar="H,D,SD",
                    help="LOO data: controls' h ~ N(H, SD), patients D lower (default 6,2,0.5)")
     p.add_argument("--skip", default="", help="comma-separated: single,double")
+    p.add_argument("--uncertainty", type=float, default=0.0, metavar="SD",
+                   help="double: add two uncertainty reports per participant (noise SD, N)")
+    p.add_argument("--shift", type=float, default=2.0, metavar="D",
+                   help="double: patients' attenuation D lower (default 2)")
+    p.add_argument("--prior-shift", type=float, default=0.0, metavar="P",
+                   help="double: patients' prior precision P higher (default 0)")
     p.add_argument("--json", default=None)
     p.add_argument("--strict", action="store_true")
     a = p.parse_args(argv)
     warnings.simplefilter("ignore")
     import jax
+    import numpy as np
 
     from cpsych.fit import hierarchical as H
 
@@ -84,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, free in (("single", ("h",)), ("double", tuple(a.free2.split(",")))):
         if name in a.skip.split(","):
             continue
-        ds = _data(free, seed=0, h=6.0 if len(free) == 1 else 5.5)
+        two = len(free) > 1
+        ds = _data(free, seed=0, h=5.5 if two else 6.0, D=a.shift if two else 2.0,
+                   uncertainty=a.uncertainty if two else 0.0,
+                   prior_shift=a.prior_shift if two else 0.0)
         t0 = time.perf_counter()
         res = H.fit("force-matching", ds, free, chains=a.chains, warmup=a.warmup,
                     draws=a.draws, seed=0, progress=False, verbose=False)
@@ -102,6 +124,16 @@ def main(argv: list[str] | None = None) -> int:
               f"min bulk ESS {res.diagnostics['min_ess_bulk']:.0f}, divergences "
               f"{res.diagnostics['divergences']:.0f}; target {TARGETS_S[name]:.0f} s "
               f"{'met' if total <= TARGETS_S[name] else 'MISSED'}", flush=True)
+        if two:  # the group difference in each parameter (truth: -shift, +prior-shift)
+            d = res.idata.posterior["delta"].stack(s=("chain", "draw"))
+            diff = {}
+            for k in free:
+                v = d.sel(parameter=k).values.ravel()
+                lo, hi = (float(q) for q in np.quantile(v, [0.05, 0.95]))
+                diff[k] = {"mean": float(v.mean()), "q05": lo, "q95": hi}
+                print(f"  patient - control {k}: {v.mean():+.2f} [{lo:+.2f}, {hi:+.2f}] (90 %)")
+            report[name].update({"group_difference": diff, "uncertainty_sd": a.uncertainty,
+                                 "shift": a.shift, "prior_shift": a.prior_shift})
     if a.loo:
         emu, picks = None, []
         t0 = time.perf_counter()

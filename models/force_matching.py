@@ -433,9 +433,18 @@ def replay_calibration(params: Params, key: jax.Array | None = None,
     gain : percept of a unit bump ``exp(-(t - 16)**2 / 16)`` at its peak, minus the offset
         there (dimensionless; about 1: external forces are perceived almost veridically).
     """
-    zero = replay_output(params, jnp.zeros(T), key)
-    unit = replay_output(params, jnp.asarray(bump(T)), key)
-    tb = int(np.argmax(bump(T)))
+    return _calibrate(*_replays(params, key, T))
+
+
+def _replays(params: Params, key: jax.Array | None = None,
+             T: int = N_BINS) -> tuple[ActiveOutput, ActiveOutput]:
+    """The two calibration replays: no force, and a unit bump."""
+    return (replay_output(params, jnp.zeros(T), key),
+            replay_output(params, jnp.asarray(bump(T)), key))
+
+
+def _calibrate(zero: ActiveOutput, unit: ActiveOutput) -> tuple[jax.Array, jax.Array]:
+    tb = int(np.argmax(bump(zero.x.shape[0])))
     offset = confident(zero.x[:, 1], zero.x_var[:, 1])
     return offset, percept(unit, tb, "ext") - offset[tb]
 
@@ -516,8 +525,11 @@ def external_uncertainty(params: Params, reference: float | jax.Array,
     bump's peak (see the module docstring). Pure JAX.
     """
     unit = jnp.asarray(bump())
-    out = replay_output(params, jnp.asarray(reference, float) * unit, key)
-    t = int(np.argmax(bump()))
+    return _peak_sd(replay_output(params, jnp.asarray(reference, float) * unit, key))
+
+
+def _peak_sd(out: ActiveOutput) -> jax.Array:
+    t = int(np.argmax(bump(out.x.shape[0])))
     return jnp.sqrt(jnp.maximum(out.x_var[t, 1], 0.0))
 
 
@@ -536,32 +548,38 @@ def params_from(values: dict[str, Any]) -> Params:
 
 
 def readouts(params: Params, targets: jax.Array, key: jax.Array | None = None,
-             references: jax.Array = REFERENCES) -> dict[str, jax.Array]:
+             references: tuple[float, ...] = REFERENCES) -> dict[str, jax.Array]:
     """The task's read-outs at each target force (pure JAX; N).
 
     For each target: the true peak self-generated force, its percept (:func:`percept` at the
     true peak), the matched external force (:func:`matched_force`) and the overcompensation
     (self-generated minus matched); ``illusion`` is the mean overcompensation. For each
-    reference force: the reported uncertainty (:func:`external_uncertainty`).
+    reference force (static numbers): the reported uncertainty
+    (:func:`external_uncertainty`), noise off like the calibration replays; at 1 N it is read
+    from the calibration's own unit-bump replay, at no extra cost.
     """
+    zero, unit = _replays(params)  # noise off (matched_force's calibration), shared
+    calibration = _calibrate(zero, unit)
+
     def one(target):
         out = simulate_trial(params, target, None, key)
         xp = out.x_process[:, 0]
         t = jnp.argmax(xp)
         perceived = percept(out, t, "self")
-        return xp[t], perceived, matched_force(params, perceived, xp)
+        return xp[t], perceived, match(calibration, perceived, t)
 
     true, perceived, matched = jax.vmap(one)(jnp.asarray(targets, float))
     over = true - matched
-    uncertainty = jax.vmap(lambda r: external_uncertainty(params, r, key))(
-        jnp.asarray(references, float))
+    refs = tuple(float(r) for r in np.asarray(references, float).ravel())
+    uncertainty = jnp.stack([_peak_sd(unit) if r == 1.0 else external_uncertainty(params, r)
+                             for r in refs]) if refs else jnp.zeros(0)
     return {"self_generated": true, "perceived": perceived, "matched": matched,
             "overcompensation": over, "illusion": jnp.mean(over), "uncertainty": uncertainty}
 
 
 def _simulate(values, design, key):
     return readouts(params_from(values), jnp.asarray(design["targets"], float), key,
-                    jnp.asarray(design.get("references", REFERENCES), float))
+                    tuple(design.get("references", REFERENCES)))
 
 
 _LOG_PI = "log-precision"

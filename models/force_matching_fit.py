@@ -160,12 +160,13 @@ def load_force_matching(path: str | Path, groups: Sequence[str] | None = None,
     data = read_data(path, fm.PARADIGM)
     path = Path(path)
     if "uncertainty" in data:  # a second kind of response: the generic fit models it
-        line = int(data["line"].values[np.flatnonzero(np.isfinite(data["uncertainty"].values))[0]]
-                   ) if np.isfinite(data["uncertainty"].values).any() else None
-        raise DataError(path, "this file holds uncertainty reports, which this 1-D fit of "
-                              "matched forces does not model; fit it with "
-                              "cpsych.fit.hierarchical.fit (cpsych fit force-matching)", line,
-                        "uncertainty")
+        found = np.flatnonzero(np.isfinite(data["uncertainty"].values))
+        if found.size:
+            raise DataError(path, "this file holds uncertainty reports, which this 1-D fit of "
+                                  "matched forces does not model; fit it with "
+                                  "cpsych.fit.hierarchical.fit (cpsych fit force-matching)",
+                            int(data["line"].values[found[0]]), "uncertainty")
+        data = data.drop_vars("uncertainty")  # an empty column: nothing to model
     labels = {c: [str(v) for v in data[c].values] for c in ("participant", "group", "condition")}
     for column, expected in (("group", groups), ("condition", conditions)):
         found = sorted(set(labels[column]))

@@ -44,10 +44,11 @@ TWO = register(Paradigm(
     simulate=_simulate, design={"xs": XS, "refs": REFS},
     coords={"x": np.asarray(XS), "ref": np.asarray(REFS)},
     data=DataFormat(columns={"participant": "label", "group": "label", "x": "1", "y": "1",
-                             "z": "1", "w": "1"},
+                             "z": "1", "w": "1", "v": "1"},
                     response="y", design=("x",), design_options={"x": "xs"},
                     plausible={"y": (-50.0, 50.0), "z": (-10.0, 10.0), "x": (0.0, 10.0)},
-                    other_responses={"z": ("z", "refs"), "w": ("zbar", None)})))
+                    other_responses={"z": ("z", "refs"), "w": ("zbar", None),
+                                     "v": ("z", "refs")})))
 
 
 def _write(tmp_path, lines, name="two.csv"):
@@ -97,13 +98,33 @@ def test_bad_rows_of_two_kinds_name_line_and_column(tmp_path, row, msg, column):
     assert msg in str(err.value)
 
 
-def test_predictor_rejects_unknown_kinds():
+def test_predictor_and_coding_reject_inconsistent_kinds():
     with pytest.raises(ValueError, match="x_values: expected"):
         H.make_predictor(TWO, ("a",), "control", {"z": (1.0,)})
     with pytest.raises(ValueError, match="x_values: expected"):
         H.make_predictor(TWO, ("a",), "control", {"y": (1.0,), "q": (1.0,)})
+    # two kinds cannot share a design option (one would be read at the other's values)
+    with pytest.raises(ValueError, match="response 'v' runs over design option 'refs', which "
+                                         "must be a design option of its own"):
+        H.make_predictor(TWO, ("a",), "control", {"y": (1.0,), "z": (1.0,), "v": (2.0, 3.0)})
     with pytest.raises(ValueError, match="^noise_sd: with several kinds"):
         H.synthetic_data(TWO, ("a",), np.zeros((2, 1)), responses={"z": REFS}, noise_sd=0.1)
+    with pytest.raises(ValueError, match="^responses: 'q' is not a further kind of response"):
+        H.synthetic_data(TWO, ("a",), np.zeros((2, 1)), responses={"q": REFS},
+                         noise_sd={"y": 0.1, "q": 0.1})
+    with pytest.raises(ValueError, match="^noise_sd: a mapping needs responses="):
+        H.synthetic_data(TWO, ("a",), np.zeros((2, 1)), noise_sd={"y": 0.1})
+    # coded data: one response per row, and some rows of the main response
+    import xarray as xr
+
+    def ds(y, z):
+        return xr.Dataset({"participant": ("obs", ["p1", "p1"]), "x": ("obs", [1.0, 1.0]),
+                           "y": ("obs", y), "z": ("obs", z)},
+                          coords={"line": ("obs", [2, 3])})
+    with pytest.raises(ValueError, match="^data: line 3 holds 2 responses"):
+        H.code_data(TWO, ds([1.0, 2.0], [np.nan, 0.5]))
+    with pytest.raises(ValueError, match="^data: column 'y' has no values"):
+        H.code_data(TWO, ds([np.nan, np.nan], [0.4, 0.5]))
 
 
 def _two_kind_data(seed: int, with_z: bool):
@@ -198,6 +219,17 @@ def test_force_matching_reads_uncertainty_rows(tmp_path):
     with pytest.raises(DataError, match=r"fm\.csv, line 4, column 'uncertainty': this file "
                                         r"holds uncertainty reports"):
         load_force_matching(p)
+    # ... but reads a file whose uncertainty column is empty
+    empty = _write(tmp_path, ["participant,target,matched,uncertainty", "p1,1,1.4,",
+                              "p1,2,2.5,"], "fm_empty.csv")
+    assert "uncertainty" not in load_force_matching(empty)
+    # a misspelt optional column is named when the main response's cell is empty
+    typo = _write(tmp_path, ["participant,target,matched,uncertanity", "p1,1,1.4,",
+                             "p1,1,,0.02"], "fm_typo.csv")
+    with pytest.raises(DataError, match=r"fm_typo\.csv, line 3, column 'matched': empty cell; "
+                                        r"if this row's response is in column 'uncertanity', "
+                                        r"rename that column 'uncertainty' \(misspelt\?\)"):
+        read_data(typo, fm.PARADIGM)
 
 
 @pytest.mark.slow

@@ -232,7 +232,11 @@ def read_data(path: str | os.PathLike, paradigm: Paradigm) -> xr.Dataset:
 
     The :data:`LEVEL_COLUMNS` (``group``, ``condition``) may be absent from the file even when
     the format lists them: every row is then given the single level ``"all"`` (a note in
-    ``attrs["notes"]`` says so). Every other column of the format is required.
+    ``attrs["notes"]`` says so). So may the further kinds of response of the format
+    (``DataFormat.other_responses``): a file with one of them fills exactly one response cell
+    per row and leaves the others empty (or ``nan``; NaN in the output), and
+    ``attrs["responses"]`` lists the response columns it has. Every other column of the
+    format is required.
 
     Raises
     ------
@@ -245,9 +249,11 @@ def read_data(path: str | os.PathLike, paradigm: Paradigm) -> xr.Dataset:
         says how to fix it: binary or non-UTF-8 file (line and byte offset of the first bad
         byte), empty or header-only file, empty line, missing required columns, a line with
         the wrong number of cells, an empty, non-numeric or non-finite cell in a numeric
-        column of the format, a value outside the format's plausible range
-        (``DataFormat.plausible``), an empty label, a row identical to an earlier one (both
-        lines named), a participant in two groups. Nothing is dropped silently.
+        column of the format (except the empty response cells of rows holding another kind
+        of response), a row with no response or with two, a value outside the format's
+        plausible range (``DataFormat.plausible``), an empty label, a row identical to an
+        earlier one (both lines named), a participant in two groups. Nothing is dropped
+        silently.
 
     Reading imports neither numpyro nor compiles anything: errors come before any JAX work.
     """
@@ -280,13 +286,25 @@ def read_data(path: str | os.PathLike, paradigm: Paradigm) -> xr.Dataset:
     # several kinds of response: one filled response cell per row, the others empty
     kinds = [c for c in fmt.responses if c in required]
     several = len(kinds) > 1
+    # an optional response column under a misspelt name: say so when the response is empty
+    misspelt = {h: m[0] for h in extra
+                for m in [difflib.get_close_matches(h, [c for c in fmt.other_responses
+                                                         if c in absent], 1, 0.75)] if m}
 
     values: dict[str, list[Any]] = {c: [] for c in required}
     for line, row in rows:
         for c in labels:
             values[c].append(parse_label(path, line, c, row[idx[c]]))
         for c in numeric:
-            v = parse_number(path, line, c, row[idx[c]], allow_empty=several and c in kinds)
+            try:
+                v = parse_number(path, line, c, row[idx[c]], allow_empty=several and c in kinds)
+            except DataError as err:
+                if c != fmt.response or not misspelt or row[idx[c]] != "":
+                    raise
+                h, m = next(iter(misspelt.items()))
+                raise DataError(path, f"empty cell; if this row's response is in column "
+                                      f"'{h}', rename that column '{m}' (misspelt?)", line,
+                                c) from err
             if not math.isnan(v):
                 _check_plausible(path, line, c, v, paradigm)
             values[c].append(v)

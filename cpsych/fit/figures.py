@@ -105,6 +105,8 @@ def plot_predictive(idata, max_participants: int = 30, kind: str | None = None) 
             raise ValueError(f"kind: no observations of '{kind}' (the fit has {kinds})")
         y, lo, med, hi, part, cond, x = (a[keep] for a in (y, lo, med, hi, part, cond, x))
         resp = kind
+    elif kind not in (None, resp):
+        raise ValueError(f"kind: the fit has one kind of response, '{resp}', not '{kind}'")
     people = [str(p) for p in post["participant"].values][:max_participants]
     conds = sorted(set(cond))
     ncol = min(5, len(people))

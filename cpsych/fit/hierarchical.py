@@ -193,12 +193,16 @@ def code_data(paradigm: Paradigm, data: xr.Dataset, reference_group: str | None 
     cond = _column(data, "condition", n, "all").astype(str)
     kinds = tuple(r for r in fmt.responses if r == fmt.response or r in data.variables)
     Y = np.stack([np.asarray(_column(data, r, n), float) for r in kinds], axis=1)
+    line = np.asarray(data["line"].values if "line" in data.variables else np.arange(n) + 2)
     if len(kinds) > 1:
         given = np.isfinite(Y).sum(axis=1)
         if np.any(given != 1):
             r = int(np.flatnonzero(given != 1)[0])
-            raise ValueError(f"data: row {r} holds {int(given[r])} responses; each row holds "
-                             f"exactly one of {', '.join(kinds)} (the others NaN)")
+            raise ValueError(f"data: line {int(line[r])} holds {int(given[r])} responses; each "
+                             f"row holds exactly one of {', '.join(kinds)} (the others NaN)")
+        if not np.isfinite(Y[:, 0]).any():
+            raise ValueError(f"data: column '{fmt.response}' has no values; a data set needs "
+                             f"some {fmt.response} rows besides {', '.join(kinds[1:])}")
         row_kind = np.argmax(np.isfinite(Y), axis=1)
         y = Y[np.arange(n), row_kind]
         used = [0] + [k for k in range(1, len(kinds)) if np.any(row_kind == k)]
@@ -241,7 +245,6 @@ def code_data(paradigm: Paradigm, data: xr.Dataset, reference_group: str | None 
     for r, (p, c) in enumerate(zip(part, cond, strict=True)):
         row_cell[r] = cells.setdefault((pidx[p], cidx[c]), len(cells))
     cell_pc = np.asarray(list(cells), int).reshape(-1, 2)
-    line = np.asarray(data["line"].values if "line" in data.variables else np.arange(n) + 2)
     units = {str(data[r].attrs.get("units", fmt.columns.get(r, ""))) for r in kinds}
     several = len(kinds) > 1
     return Coded(participants, groups, conditions, group_of, cell_pc[:, 0], cell_pc[:, 1],
@@ -334,6 +337,10 @@ class Predictor:
             name, option = fmt.other_responses[kind]
             parts.append(readout(name) if option is not None else constant(readout(name),
                                                                              x.size))
+        for kind, part, x in zip(kinds, parts, xs, strict=True):
+            if part.shape[-1] != x.size:
+                raise ValueError(f"paradigm: {self.paradigm.name}'s read-out for '{kind}' has "
+                                 f"{part.shape[-1]} values for {x.size} design values")
         return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
 
     def batch(self) -> Callable[[jax.Array], jax.Array]:
@@ -362,13 +369,21 @@ def make_predictor(paradigm: Paradigm, free: Sequence[str], preset: str,
             raise ValueError(f"x_values: expected {{kind: values}} with '{fmt.response}' first "
                              f"and then some of {list(fmt.other_responses)}, got {list(kinds)}")
         primary = fmt.design_options.get(fmt.x_column) if fmt.x_column else None
+        taken = {primary}
         for k in kinds[1:]:
             name, option = fmt.other_responses[k]
             paradigm.readout(name)
-            if option is not None and (option == primary or option not in paradigm.design):
+            if option is None:
+                continue
+            if primary is None:
                 raise ValueError(f"paradigm: {paradigm.name}'s response '{k}' runs over design "
-                                 f"option '{option}', which must be a design option other "
-                                 f"than the response's ('{primary}')")
+                                 f"option '{option}', but its data format has no design "
+                                 "column to give it values")
+            if option in taken or option not in paradigm.design:
+                raise ValueError(f"paradigm: {paradigm.name}'s response '{k}' runs over design "
+                                 f"option '{option}', which must be a design option of its "
+                                 f"own (not one of {sorted(str(t) for t in taken)})")
+            taken.add(option)
         sizes = tuple(len(np.atleast_1d(x_values[k])) for k in kinds)
         x_values = np.concatenate([np.atleast_1d(np.asarray(x_values[k], float))
                                    for k in kinds])
@@ -1167,6 +1182,13 @@ def synthetic_data(paradigm: Paradigm | str, free: Sequence[str], theta: np.ndar
                     if design_col else np.zeros(1))
     x_values = np.asarray(x_values, float)
     kinds = (fmt.response, *(responses or {}))
+    unknown = [k for k in kinds[1:] if k not in fmt.other_responses]
+    if unknown:
+        raise ValueError(f"responses: '{unknown[0]}' is not a further kind of response of "
+                         f"{paradigm.name}; choose from {list(fmt.other_responses)}")
+    if isinstance(noise_sd, Mapping) and not responses:
+        raise ValueError(f"noise_sd: a mapping needs responses=; give one number for "
+                         f"'{fmt.response}' alone")
     spec: Any = x_values
     if responses:
         spec = {fmt.response: x_values, **{k: np.atleast_1d(np.asarray(v, float))
