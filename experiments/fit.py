@@ -230,8 +230,8 @@ def run(args: argparse.Namespace) -> int:
     rows = [r for r in s.index if not r.startswith("theta")]
     print("  posterior mean [90 % HDI]:")
     for r in rows:
-        print(f"    {r:40s} {s.loc[r, 'mean']:+8.3f}  [{s.loc[r, 'hdi_5%']:+.3f}, "
-              f"{s.loc[r, 'hdi_95%']:+.3f}]  R-hat {s.loc[r, 'r_hat']:.3f}")
+        print(f"    {r:40s} {s.loc[r, 'mean']:+8.4g}  [{s.loc[r, 'hdi_5%']:+.4g}, "
+              f"{s.loc[r, 'hdi_95%']:+.4g}]  R-hat {s.loc[r, 'r_hat']:.3f}")
     for key, p in paths.items():
         print(f"  {key + ':':10s} {p}")
     r_hat = res.diagnostics.get("max_r_hat", 1.0)

@@ -142,7 +142,8 @@ def plot_predictive(idata, max_participants: int = 30, kind: str | None = None) 
         ax.set_ylabel(f"{resp} ({units})")
     if len(conds) > 1:
         axs[0, 0].legend(frameon=False, fontsize=7)
-    fig.suptitle("Posterior predictive (median, 90 % band) and data, per participant")
+    fig.suptitle(f"Posterior predictive of {resp} (median, 90 % band) and data, per "
+                 "participant")
     return fig
 
 
