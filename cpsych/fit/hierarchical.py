@@ -131,7 +131,7 @@ class Coded:
         """Each kind's design values (the slices of ``x_values``)."""
         kinds = self.kinds or (self.response,)
         sizes = self.kind_sizes or (self.x_values.size,)
-        return dict(zip(kinds, np.split(self.x_values, np.cumsum(sizes)[:-1]), strict=True))
+        return dict(zip(kinds, _by_kind(self.x_values, sizes), strict=True))
 
     def design_values(self) -> np.ndarray | dict[str, np.ndarray]:
         """What :func:`make_predictor` takes: ``x_values``, or per kind with several."""
@@ -153,6 +153,12 @@ class Coded:
         if what == "group":
             return np.asarray(self.groups)[self.group_of[p]]
         return np.asarray(self.conditions)[self.cell_condition[self.row_cell]]
+
+
+def _by_kind(a: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
+    """The last axis of ``a`` (kinds of response concatenated) split into each kind's
+    ``sizes`` values."""
+    return np.split(a, np.cumsum(sizes)[:-1], axis=-1)
 
 
 def _order(found, reference, what) -> tuple[str, ...]:
@@ -306,7 +312,7 @@ class Predictor:
             design[fmt.condition_option] = self.condition if several else (self.condition,)
         kinds = self.kinds or (fmt.response,)
         sizes = self.sizes or (len(self.x_values),)
-        xs = np.split(np.asarray(self.x_values, float), np.cumsum(sizes)[:-1])
+        xs = _by_kind(np.asarray(self.x_values, float), sizes)
         design_col = fmt.x_column
         # every kind's design values set, then one simulation serves them all
         if design_col is not None:
@@ -509,10 +515,9 @@ def build_emulator(predictor: Predictor, knots: int | Sequence[int] | None = Non
              "n_check": int(n_check), "build_s": build, "knots": ",".join(map(str, knots)),
              "n_points": int(np.prod(knots)), "n_filled": int(n_filled)}
     if predictor.kinds:  # each kind in its own units
-        for kind, cols in zip(predictor.kinds, np.split(np.arange(diff.shape[-1]),
-                                                         np.cumsum(predictor.sizes)[:-1]),
-                              strict=True):
-            d = diff[:, cols][ok[:, cols]]
+        for kind, d_k, ok_k in zip(predictor.kinds, _by_kind(diff, predictor.sizes),
+                                   _by_kind(ok, predictor.sizes), strict=True):
+            d = d_k[ok_k]
             error[f"max_abs_{kind}"] = float(np.max(np.abs(d))) if d.size else math.nan
             error[f"rms_{kind}"] = float(np.sqrt(np.mean(d ** 2))) if d.size else math.nan
     if n_filled:
@@ -1203,7 +1208,8 @@ def synthetic_data(paradigm: Paradigm | str, free: Sequence[str], theta: np.ndar
     pred = {c: np.asarray(make_predictor(paradigm, free, preset, spec, c).batch()(
         jnp.asarray(theta))) for c in designs}
     xs = spec if isinstance(spec, dict) else {fmt.response: x_values}
-    offsets = dict(zip(kinds, np.cumsum([0] + [xs[k].size for k in kinds])[:-1], strict=True))
+    by_kind = {c: dict(zip(kinds, _by_kind(p, [xs[k].size for k in kinds]), strict=True))
+               for c, p in pred.items()}
     rng = np.random.default_rng(seed)
     clips = {k: (clip if clip and k == fmt.response
                  else fmt.plausible.get(k, (-np.inf, np.inf))) for k in kinds}
@@ -1226,7 +1232,7 @@ def synthetic_data(paradigm: Paradigm | str, free: Sequence[str], theta: np.ndar
                             rows["condition"].append(c)
                         for k in kinds:
                             rows[k].append(float(np.clip(
-                                pred[c][i, offsets[kind] + j] + noise[kind] * rng.normal(),
+                                by_kind[c][kind][i, j] + noise[kind] * rng.normal(),
                                 *clips[kind])) if k == kind else math.nan)
     ds = xr.Dataset({k: ("obs", np.asarray(v)) for k, v in rows.items()},
                     attrs={"source": "synthetic (direct simulator)",
